@@ -1,0 +1,155 @@
+"""Checks on a composed config that need no model and no data rows: types, ranges, names, paths, devices.
+
+Run by the entrypoint before Hydra launches anything, and again by each job (a sweeper may generate
+values), so a bad value fails within seconds with one line that names the key and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import DictConfig
+
+from posttrain.errors import PosttrainError
+from posttrain.registry import get_method
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
+
+
+def _integer(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        return None
+    return int(value)
+
+
+# key -> (kind, predicate on the converted value, what a good value is, an example)
+Rule = tuple[str, Callable[[float], bool], str, str]
+KNOB_RULES: dict[str, Rule] = {
+    "learning_rate": ("number", lambda v: v > 0, "a number > 0", "learning_rate=1e-4"),
+    "batch_size": ("integer", lambda v: v > 0, "an integer > 0", "batch_size=8"),
+    "num_epochs": ("number", lambda v: v > 0, "a number > 0", "num_epochs=1"),
+    "max_steps": ("integer", lambda v: v == -1 or v > 0, "-1 (use num_epochs) or an integer > 0", "max_steps=100"),
+    "lora_rank": ("integer", lambda v: v >= 0, "0 (full fine-tuning) or an integer > 0", "lora_rank=32"),
+    "dpo_beta": ("number", lambda v: v > 0, "a number > 0", "dpo_beta=0.1"),
+    "seed": ("integer", lambda v: v >= 0, "an integer >= 0", "seed=42"),
+    "training.gradient_accumulation_steps": ("integer", lambda v: v > 0, "an integer > 0", "training.gradient_accumulation_steps=4"),
+    "training.warmup_ratio": ("number", lambda v: 0 <= v < 1, "a number in [0, 1)", "training.warmup_ratio=0.05"),
+    "training.weight_decay": ("number", lambda v: v >= 0, "a number >= 0", "training.weight_decay=0.01"),
+    "training.max_grad_norm": ("number", lambda v: v > 0, "a number > 0", "training.max_grad_norm=1.0"),
+    "training.logging_steps": ("integer", lambda v: v > 0, "an integer > 0", "training.logging_steps=10"),
+    "training.eval_steps": ("integer", lambda v: v >= 0, "0 (only at the end) or an integer > 0", "training.eval_steps=100"),
+    "training.save_steps": ("integer", lambda v: v >= 0, "0 (only final/) or an integer > 0", "training.save_steps=200"),
+    "training.save_total_limit": ("integer", lambda v: v >= 1, "an integer >= 1", "training.save_total_limit=2"),
+}
+
+
+def _select(cfg: DictConfig, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def check_knobs(cfg: DictConfig) -> None:
+    for key, (kind, ok, wanted, example) in KNOB_RULES.items():
+        raw = _select(cfg, key)
+        value = _number(raw) if kind == "number" else _integer(raw)
+        if value is None or not ok(value):
+            raise PosttrainError(f"{key} must be {wanted}, got {raw!r}", f"set it like {example}")
+    if cfg.training.on_nonfinite_loss not in ("stop", "skip"):
+        raise PosttrainError(
+            f"training.on_nonfinite_loss must be stop or skip, got {cfg.training.on_nonfinite_loss!r}",
+            "set training.on_nonfinite_loss=stop",
+        )
+
+
+def looks_local(path: str) -> bool:
+    """True for strings that name a place on disk rather than a hub id like org/name."""
+    return (
+        path.startswith(("/", "./", "../", "~"))
+        or os.path.exists(os.path.expanduser(path))
+        or path.count("/") > 1
+        or path.endswith((".jsonl", ".json", ".parquet", ".csv"))
+    )
+
+
+def check_model(cfg: DictConfig) -> None:
+    model = cfg.model
+    if model.init not in ("auto", "pretrained", "random"):
+        raise PosttrainError(
+            f"model.init must be auto, pretrained or random, got {model.init!r}", "set model.init=auto"
+        )
+    if model.init == "pretrained" and not model.path:
+        raise PosttrainError("model.init=pretrained needs model.path", "set model.path=<hub id or directory>")
+    path = model.path
+    if path and model.init != "random" and looks_local(str(path)):
+        if not Path(str(path)).expanduser().exists():
+            raise PosttrainError(
+                f"model path {path} does not exist",
+                "point model.path at a model directory, a posttrain run directory, or a hub id like org/name",
+            )
+
+
+def check_hardware(cfg: DictConfig) -> None:
+    device = cfg.hardware.device
+    if device not in ("auto", "cpu", "cuda"):
+        raise PosttrainError(f"hardware.device must be auto, cpu or cuda, got {device!r}", "use hardware=auto")
+    if cfg.hardware.precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise PosttrainError(
+            f"hardware.precision must be auto, fp32, bf16 or fp16, got {cfg.hardware.precision!r}",
+            "set hardware.precision=auto",
+        )
+    needs_gpu = device == "cuda" or cfg.peft.get("load_in_4bit", False)
+    if needs_gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            what = "hardware=gpu" if device == "cuda" else f"peft={cfg.peft.name} (a 4-bit base)"
+            raise PosttrainError(
+                f"{what} needs a CUDA GPU, and none is visible",
+                "run on a GPU machine, or use hardware=cpu (and peft=lora instead of qlora)",
+            )
+
+
+def check_peft(cfg: DictConfig) -> None:
+    if cfg.peft.name == "qlora" and cfg.lora_rank <= 0:
+        raise PosttrainError("peft=qlora trains adapters, but lora_rank is 0", "set lora_rank=16 (or any rank > 0)")
+
+
+def check_output_dir(path: str) -> None:
+    """The run directory, or its nearest existing parent, must accept a new folder (tried for real, since
+    permission bits say little to root)."""
+    target = Path(path).expanduser().absolute()
+    probe = target
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(str(probe))
+        tempfile.TemporaryDirectory(dir=probe, prefix=".posttrain-write-check-").cleanup()
+    except OSError as err:
+        raise PosttrainError(
+            f"output directory {target} is not writable ({probe}: {err.strerror or type(err).__name__})",
+            "run from a writable directory, or set hydra.run.dir / hydra.sweep.dir to a writable place",
+        ) from None
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Every check that needs neither a model nor the data rows."""
+    get_method(cfg.method.name)
+    check_knobs(cfg)
+    check_model(cfg)
+    check_peft(cfg)
+    check_hardware(cfg)
+    from posttrain.data.loading import check_dataset_config
+
+    check_dataset_config(cfg.dataset, get_method(cfg.method.name))

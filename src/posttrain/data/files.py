@@ -1,0 +1,140 @@
+"""Reading local data files (.jsonl, .json, .parquet, .csv) into rows, with errors that name the file,
+the row and the fix. Rows are numbered from 1: the line number in JSON-lines files, the data row otherwise."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from posttrain.errors import PosttrainError
+
+EXTENSIONS = (".jsonl", ".json", ".parquet", ".csv")
+
+
+@dataclass
+class Row:
+    number: int  # 1-based line (JSON lines) or data row
+    values: dict[str, Any]
+
+
+def row_label(path: Path, number: int) -> str:
+    unit = "line" if path.suffix == ".jsonl" else "row"
+    return f"{path} {unit} {number}"
+
+
+def _decode(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise PosttrainError(
+            f"{path} is not UTF-8 text (bad byte at line {line})",
+            "re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
+        ) from None
+
+
+def _json_lines(path: Path, text: str, skip_bad_rows: bool, skipped: list[str]) -> list[Row]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            problem = f"{row_label(path, number)} is not valid JSON ({err.msg})"
+            if skip_bad_rows:
+                skipped.append(problem)
+                continue
+            raise PosttrainError(problem, "fix that line, or set dataset.skip_bad_rows=true to skip bad rows") from None
+        if not isinstance(value, dict):
+            problem = f"{row_label(path, number)} is a JSON {type(value).__name__}, not an object"
+            if skip_bad_rows:
+                skipped.append(problem)
+                continue
+            raise PosttrainError(problem, "write one JSON object per line, e.g. {\"prompt\": ..., \"completion\": ...}")
+        rows.append(Row(number, value))
+    return rows
+
+
+def _json(path: Path, text: str, skip_bad_rows: bool, skipped: list[str]) -> list[Row]:
+    stripped = text.lstrip()
+    if not stripped.startswith("["):
+        return _json_lines(path, text, skip_bad_rows, skipped)
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PosttrainError(
+            f"{path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})",
+            "fix the file so it holds one JSON array of objects, or one object per line",
+        ) from None
+    rows = []
+    for number, value in enumerate(values, start=1):
+        if not isinstance(value, dict):
+            problem = f"{row_label(path, number)} is a JSON {type(value).__name__}, not an object"
+            if skip_bad_rows:
+                skipped.append(problem)
+                continue
+            raise PosttrainError(problem, "make every element of the array an object with the dataset's fields")
+        rows.append(Row(number, value))
+    return rows
+
+
+def _table(path: Path) -> list[Row]:
+    import pandas as pd
+
+    try:
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, encoding="utf-8", keep_default_na=False, dtype=str)
+    except UnicodeDecodeError:
+        raise PosttrainError(f"{path} is not UTF-8 text", "re-save the file as UTF-8") from None
+    except Exception as err:  # pyarrow/pandas parse errors have many types
+        raise PosttrainError(
+            f"cannot read {path}: {str(err).splitlines()[0]}",
+            f"check that it is a valid {path.suffix[1:]} file",
+        ) from None
+    records = frame.to_dict(orient="records")
+    return [Row(number, _plain(record)) for number, record in enumerate(records, start=1)]
+
+
+def _plain(record: dict) -> dict:
+    """numpy arrays and scalars from parquet become lists and Python scalars."""
+    out = {}
+    for key, value in record.items():
+        if hasattr(value, "tolist"):
+            value = value.tolist()
+        if isinstance(value, list):
+            value = [_plain(v) if isinstance(v, dict) else (v.tolist() if hasattr(v, "tolist") else v) for v in value]
+        elif isinstance(value, dict):
+            value = _plain(value)
+        out[str(key)] = value
+    return out
+
+
+def read_rows(path_text: str, skip_bad_rows: bool = False, skipped: list[str] | None = None) -> list[Row]:
+    """All rows of a data file. Broken rows raise, or are listed in `skipped` with skip_bad_rows."""
+    path = Path(path_text).expanduser()
+    skipped = [] if skipped is None else skipped
+    if path.suffix not in EXTENSIONS:
+        raise PosttrainError(
+            f"{path} has an unknown extension '{path.suffix}'",
+            f"use one of {', '.join(EXTENSIONS)} (convert the file, or rename it if it already is one)",
+        )
+    if not path.is_file():
+        raise PosttrainError(f"dataset file {path} does not exist", "check dataset.path")
+    try:
+        if path.suffix in (".parquet", ".csv"):
+            rows = _table(path)
+        else:
+            text = _decode(path)
+            reader = _json_lines if path.suffix == ".jsonl" else _json
+            rows = reader(path, text, skip_bad_rows, skipped)
+    except PermissionError:
+        raise PosttrainError(f"dataset file {path} is not readable", f"fix its permissions (chmod a+r {path})") from None
+    if not rows:
+        raise PosttrainError(f"{path} has no data rows", "point dataset.path at a file with at least one example")
+    return rows

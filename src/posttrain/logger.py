@@ -1,0 +1,68 @@
+"""conf/logger/: the experiment tracker. W&B runs through transformers' own WandbCallback; posttrain only
+chooses its mode (offline without an API key), puts its files in the run directory and adds the composed
+config with credentials masked."""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+
+from omegaconf import DictConfig, OmegaConf
+from transformers import TrainerCallback
+
+from posttrain.redact import redact
+from posttrain.run.rundir import RunDir
+
+log = logging.getLogger(__name__)
+
+
+def wandb_key_configured() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def wandb_active(cfg: DictConfig) -> bool:
+    return cfg.logger.name == "wandb" and bool(cfg.wandb_project)
+
+
+class WandbRunConfig(TrainerCallback):
+    """Adds posttrain's composed config (credentials masked) to the W&B run once it has started."""
+
+    def __init__(self, cfg: DictConfig):
+        self.config = redact(OmegaConf.to_container(cfg, resolve=True))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        import wandb
+
+        if wandb.run is not None:
+            wandb.run.config.update({"posttrain": self.config}, allow_val_change=True)
+
+
+def tracker_setup(cfg: DictConfig, run_dir: RunDir) -> tuple[list[str], list[TrainerCallback]]:
+    """The trainer's report_to list and any callbacks the tracker needs."""
+    if not wandb_active(cfg):
+        return [], []
+    mode = cfg.logger.mode
+    if mode == "auto":
+        mode = "online" if wandb_key_configured() else "offline"
+    project = str(cfg.wandb_project)
+    entity = cfg.logger.entity
+    if "/" in project and not entity:  # the DPO guide's team/project form
+        entity, project = project.split("/", 1)
+    os.environ.update(
+        WANDB_PROJECT=project,
+        WANDB_MODE=mode,
+        WANDB_DIR=str(run_dir.path),
+        WANDB_LOG_MODEL="false",
+        WANDB_WATCH="false",
+        WANDB_SILENT="true",
+    )
+    if entity:
+        os.environ["WANDB_ENTITY"] = str(entity)
+    log.info("wandb: project %s, run %s, %s mode", project, cfg.wandb_name or run_dir.name, mode)
+    return ["wandb"], [WandbRunConfig(cfg)]

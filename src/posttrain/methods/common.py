@@ -1,0 +1,60 @@
+"""What every method factory receives, and the TRL config fields shared by all methods."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from posttrain.data.loading import PreparedData
+from posttrain.hardware import Hardware
+from posttrain.run.rundir import RunDir
+
+
+@dataclass
+class TrainerInputs:
+    cfg: DictConfig
+    model: Any
+    tokenizer: Any
+    data: PreparedData
+    peft_config: Any  # peft.LoraConfig, or None for full fine-tuning
+    callbacks: list
+    run_dir: RunDir
+    hardware: Hardware
+    report_to: list[str]
+
+    def config_fields(self) -> dict[str, Any]:
+        """Fields for the method's TRL config: top-level knobs, training group, hardware, then method.args."""
+        cfg, training = self.cfg, self.cfg.training
+        evaluating = self.data.eval is not None and training.eval_steps > 0
+        fields = {
+            "output_dir": str(self.run_dir.checkpoints),
+            "run_name": self.cfg.wandb_name or self.run_dir.name,
+            "learning_rate": float(cfg.learning_rate),
+            "per_device_train_batch_size": int(cfg.batch_size),
+            "per_device_eval_batch_size": int(cfg.batch_size),
+            "num_train_epochs": float(cfg.num_epochs),
+            "max_steps": int(cfg.max_steps),
+            "seed": int(cfg.seed),
+            "data_seed": int(cfg.seed),
+            "gradient_accumulation_steps": int(training.gradient_accumulation_steps),
+            "lr_scheduler_type": training.lr_scheduler_type,
+            "warmup_steps": float(training.warmup_ratio),  # < 1 is read as a fraction of all steps
+            "weight_decay": float(training.weight_decay),
+            "max_grad_norm": float(training.max_grad_norm),
+            "logging_steps": int(training.logging_steps),
+            "save_strategy": "steps" if training.save_steps > 0 else "no",
+            "save_steps": max(int(training.save_steps), 1),
+            "save_total_limit": int(training.save_total_limit),
+            "eval_strategy": "steps" if evaluating else "no",
+            "eval_steps": int(training.eval_steps) if evaluating else None,
+            "activation_checkpointing": bool(training.gradient_checkpointing),
+            "report_to": self.report_to,
+            "disable_tqdm": True,
+            "include_num_input_tokens_seen": "non_padding",
+            "max_length": int(cfg.model.max_length),
+            **self.hardware.training_arguments(),
+        }
+        fields.update(OmegaConf.to_container(cfg.method.args, resolve=True))
+        return fields

@@ -1,0 +1,44 @@
+"""Names of run and job directories, registered as OmegaConf resolvers for conf/hydra/posttrain.yaml."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import re
+
+from omegaconf import OmegaConf
+
+# Longest job folder name kept verbatim; longer names are cut and suffixed with a hash.
+MAX_DIR_NAME = 120
+
+
+def safe_name(text: str) -> str:
+    """A folder-safe version of `text`: path separators and odd characters become '_'."""
+    name = re.sub(r"[^A-Za-z0-9._=,+-]+", "_", str(text)).strip("._")
+    if len(name) > MAX_DIR_NAME:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+        name = f"{name[:MAX_DIR_NAME - 9]}-{digest}"
+    return name
+
+
+def run_dir_name(run_name, dataset, model, method, learning_rate, beta) -> str:
+    """outputs/ folder of a single run: the run_name knob, else {dataset}_{model}_{method}_lr{lr}[_beta{b}]_{time}."""
+    if run_name not in (None, "", "None", "null"):
+        return safe_name(run_name)
+    from posttrain.registry import METHODS
+
+    parts = [dataset, model, method, f"lr{learning_rate:g}" if isinstance(learning_rate, float) else f"lr{learning_rate}"]
+    if method in METHODS and METHODS[method].uses_beta:
+        parts.append(f"beta{beta}")
+    parts.append(datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
+    return safe_name("_".join(str(p) for p in parts))
+
+
+def job_dir_name(override_dirname: str) -> str:
+    """multirun/ job folder: the job's overrides (method=dpo,dpo_beta=0.1), or 'default' when there are none."""
+    return safe_name(override_dirname) or "default"
+
+
+def register_resolvers() -> None:
+    OmegaConf.register_new_resolver("posttrain.run_dir_name", run_dir_name, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("posttrain.job_dir_name", job_dir_name, replace=True)

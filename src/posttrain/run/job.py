@@ -1,0 +1,93 @@
+"""The Hydra task: one job of `python -m posttrain` (a single run, or one job of a sweep).
+
+A completed run directory is not trained again. Errors end a single run with one line and exit status 1;
+in a sweep they are recorded in the job's status.json and the sweep goes on with its other jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from posttrain.errors import PosttrainError
+from posttrain.redact import install_log_redaction
+from posttrain.run.pipeline import pipeline_stages, run_pipeline
+from posttrain.run.rundir import RunDir, now
+from posttrain.run.train import Interrupted, config_for_run, train_run
+
+log = logging.getLogger(__name__)
+
+
+def objective(cfg: DictConfig, results: dict) -> float | None:
+    """The value a sweeper optimizes: results[cfg.objective] when that knob is set."""
+    key = cfg.get("objective")
+    if not key:
+        return None
+    if key not in results:
+        raise PosttrainError(
+            f"objective '{key}' is not in results.json (it has: {', '.join(sorted(results))})",
+            "set objective to one of those keys",
+        )
+    return float(results[key])
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".strip()
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    hydra_cfg = HydraConfig.get()
+    run_dir = RunDir(hydra_cfg.runtime.output_dir)
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    command_line = list(hydra_cfg.overrides.task)
+    install_log_redaction()
+    try:
+        if run_dir.is_completed():
+            log.info("%s is already complete: nothing to do (choose another run_name to train again)", run_dir.path)
+            return objective(cfg, run_dir.read_results())
+        run_dir.set_status("running", started=now(), host=socket.gethostname(), pid=os.getpid())
+        run_dir.write_config(config_for_run(cfg))
+        if pipeline_stages(cfg, command_line):
+            results = run_pipeline(cfg, run_dir, command_line, hydra_cfg.job.config_name)
+        else:
+            results = train_run(cfg, run_dir)
+        log.info("done: %s", run_dir.path)
+        return objective(cfg, results)
+    except Interrupted as stop:
+        run_dir.set_status("interrupted", reason=str(stop))
+        log.warning("interrupted: %s; run the same command again to resume from the last checkpoint", stop)
+        _pass_signal_on(stop)
+        sys.exit(1)
+    except PosttrainError as error:
+        run_dir.set_status("failed", error=error.line())
+        if in_sweep:
+            log.error("job failed: %s", error.line())
+            return None
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"posttrain: error: {error.line()}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as error:
+        run_dir.set_status("failed", error=_first_line(error))
+        if in_sweep:
+            log.exception("job failed: %s", _first_line(error))
+            return None
+        raise
+
+
+def _pass_signal_on(stop: Interrupted) -> None:
+    """Under a launcher that handles preemption itself (submitit requeues on SIGUSR1), hand it the signal."""
+    signum = getattr(stop, "signum", None)
+    if signum is None:
+        return
+    handler = signal.getsignal(signum)
+    if callable(handler) and handler not in (signal.default_int_handler,):
+        handler(signum, None)
