@@ -120,6 +120,7 @@ def _combinations(parsed: list[Override]) -> list[list[str]]:
 def check_command_line(overrides: list[str], config_name: str, multirun: bool) -> None:
     """Compose the config for every value of the command line and run the config checks on it."""
     from posttrain.checks import check_config, check_output_dir
+    from posttrain.run.pipeline import pipeline_stages
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
@@ -145,8 +146,43 @@ def check_command_line(overrides: list[str], config_name: str, multirun: bool) -
                 first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise PosttrainError(f"the config does not compose: {first_line}", "check the overrides") from None
             check_config(cfg)
+            for stage, overrides in pipeline_stages(cfg, combo):
+                try:
+                    check_config(compose(config_name=config_name, overrides=[*overrides, *combo, "stages={}"]))
+                except PosttrainError as error:
+                    raise PosttrainError(f"stage {stage}: {error.problem}", error.fix) from None
             output = cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir
             check_output_dir(str(output))
+
+
+def compose_tool_config(config_name: str, overrides: list[str]) -> DictConfig:
+    """The config of a helper command (posttrain.sample, posttrain.pairs): conf/<config_name>.yaml with
+    key=value overrides, every mandatory (???) field checked, errors as one line."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException as err:
+        raise PosttrainError(f"cannot read override '{err.override}'", "write overrides as key=value") from None
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        try:
+            cfg = compose(config_name=config_name, overrides=overrides)
+        except (HydraException, OmegaConfBaseException):
+            base = compose(config_name=config_name)
+            _check_keys_exist(parsed, base)
+            raise
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise PosttrainError(
+            f"missing {', '.join(missing)}", " ".join(f"{key}=..." for key in missing) + " on the command line"
+        )
+    return cfg
+
+
+def run_tool(config_name: str, body) -> None:
+    """Run a helper command's body on its composed config; a PosttrainError becomes one line and exit 1."""
+    try:
+        body(compose_tool_config(config_name, sys.argv[1:]))
+    except PosttrainError as error:
+        fail(error)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://posttrain.conf", config_name=CONFIG_NAME)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import warnings
 
 from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback
@@ -15,6 +16,17 @@ from posttrain.redact import redact
 from posttrain.run.rundir import RunDir
 
 log = logging.getLogger(__name__)
+
+
+def quiet_libraries() -> None:
+    """Progress bars and per-step dict prints of datasets/transformers would drown posttrain's own lines."""
+    import datasets
+    import transformers
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|peft)\.")
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
 
 
 def wandb_key_configured() -> bool:

@@ -14,9 +14,9 @@ def tictactoe_rows(cfg: DictConfig, form: str, split: str, seed: int) -> list[di
     if form == "completion":
         return tictactoe.sft_rows(boards, cfg.thoughts)
     if form == "preference":
-        return tictactoe.preference_rows(boards, cfg.thoughts, cfg.pairs_per_position, seed)
+        return tictactoe.preference_rows(boards, cfg.thoughts, cfg.pairs_per_position, seed, cfg.illegal_pairs)
     if form == "unpaired":
-        return tictactoe.unpaired_rows(boards, cfg.thoughts, cfg.pairs_per_position, seed)
+        return tictactoe.unpaired_rows(boards, cfg.thoughts, cfg.pairs_per_position, seed, cfg.illegal_pairs)
     if form == "prompt":
         return tictactoe.prompt_rows(boards)
     if form == "text":

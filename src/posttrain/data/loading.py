@@ -68,7 +68,7 @@ def check_dataset_config(cfg: DictConfig, method: Method) -> None:
 
 
 def _file_rows(cfg: DictConfig, path: str, form: str, skipped: list[str]) -> list[dict]:
-    columns = OmegaConf.to_container(cfg.get("columns") or {}, resolve=True)
+    columns = OmegaConf.to_container(cfg.columns, resolve=True) if cfg.get("columns") is not None else {}
     rows = read_rows(path, cfg.get("skip_bad_rows", False), skipped)
     return convert_rows(rows, form, Path(path).expanduser(), columns, cfg.get("skip_bad_rows", False), skipped)
 

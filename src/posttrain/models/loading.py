@@ -121,6 +121,19 @@ def load_model(model_cfg: DictConfig, tokenizer, dtype: torch.dtype, quantizatio
     return model
 
 
+def load_trained(path: str, dtype: torch.dtype = torch.float32):
+    """The model and tokenizer a posttrain run produced (a run directory or its final/)."""
+    final = resolve_path(path)
+    if final is None or not Path(final).is_dir():
+        raise PosttrainError(f"{path} is not a run directory or model directory", "pass run=<a run directory with final/>")
+    model_cfg = OmegaConf.create({"path": final, "init": "pretrained", "gguf_file": None, "trust_remote_code": False})
+    model = _pretrained_model(final, model_cfg, dtype)
+    tokenizer = AutoTokenizer.from_pretrained(final)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
 def model_identity(model_cfg: DictConfig, base_weights: Path | None) -> dict:
     """How to rebuild a run's base model: its config, pointing at saved weights when it had random init."""
     identity = OmegaConf.to_container(model_cfg, resolve=True)

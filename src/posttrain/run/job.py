@@ -56,7 +56,7 @@ def run_job(cfg: DictConfig) -> float | None:
         run_dir.set_status("running", started=now(), host=socket.gethostname(), pid=os.getpid())
         run_dir.write_config(config_for_run(cfg))
         if pipeline_stages(cfg, command_line):
-            results = run_pipeline(cfg, run_dir, command_line, hydra_cfg.job.config_name)
+            results = run_pipeline(cfg, run_dir, command_line, hydra_cfg.job.config_name, in_sweep)
         else:
             results = train_run(cfg, run_dir)
         log.info("done: %s", run_dir.path)

@@ -1,21 +1,30 @@
 """Stages: runs chained in order inside one run directory, each starting from the previous final model
 (the tic-tac-toe guide's SFT -> DPO, the MiniMind plan's SFT -> DPO -> GRPO).
 
-Each stage is the full config composed again with the stage's overrides, then the command line's (so a
-knob given on the command line reaches every stage), then model.path set to the previous stage's final/.
+A stage is a mapping of overrides, e.g. {method: dpo, learning_rate: 2e-5, dataset: {pairs_per_position: 1}}
+(a scalar for a group name picks its option; nested mappings set fields). Each stage is the full config
+composed again with the stage's overrides, then the command line's (so a knob given on the command line
+reaches every stage; stages.<name>.<key>=... changes one stage), then model.path set to the previous
+stage's final/.
 Stage k lives in <run dir>/<k>-<name>/ as a complete run directory of its own; the pipeline's own
 metrics.jsonl, checkpoints.jsonl and results.json gather the stages', and final/ links to the last one.
-A completed stage is not run again when the pipeline is resumed.
+A completed stage is not run again when the pipeline is resumed, and in a sweep a stage identical to one
+another job already finished (same config, same starting point) is copied rather than trained again: the
+SFT stage of `--multirun dpo_beta=0.05,0.1,0.2` trains once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
+import shutil
+from pathlib import Path
 
 from hydra import compose
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from posttrain.run.rundir import COMPLETED, RunDir, read_jsonl, write_atomic
 
@@ -29,38 +38,92 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+def _value_text(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_value_text(v) for v in value) + "]"
+    text = str(value)
+    return text if re.fullmatch(r"[\w./:+-]+", text) else "'" + text.replace("'", "\\'") + "'"
+
+
+def stage_overrides(settings: dict, prefix: str = "") -> list[str]:
+    """Hydra override strings for a stage's mapping: {dataset: {thoughts: false}} -> dataset.thoughts=false."""
+    overrides = []
+    for key, value in settings.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            overrides += stage_overrides(value, prefix=f"{name}.")
+        else:
+            overrides.append(f"{name}={_value_text(value)}")
+    return overrides
+
+
 def pipeline_stages(cfg: DictConfig, command_line: list[str]) -> list[tuple[str, list[str]]]:
     """The stages to run, or none: method= on the command line runs that one method instead."""
     if not cfg.get("stages") or any(override_key(o) == "method" for o in command_line):
         return []
-    return [(str(name), list(overrides)) for name, overrides in cfg.stages.items()]
+    stages = OmegaConf.to_container(cfg.stages, resolve=True)
+    return [(str(name), stage_overrides(settings or {})) for name, settings in stages.items()]
 
 
-def run_pipeline(cfg: DictConfig, run_dir: RunDir, command_line: list[str], config_name: str) -> dict:
+def stage_key(stage_cfg: DictConfig, previous_key: str | None) -> str:
+    """What makes a stage's result: its config (less names and trackers) and the stage it starts from."""
+    plain = OmegaConf.to_container(stage_cfg, resolve=True)
+    for key in ("run_name", "wandb_project", "wandb_name", "hydra"):
+        plain.pop(key, None)
+    if previous_key is not None:
+        plain["model"]["path"] = previous_key
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _reuse_sibling_stage(stage_dir: RunDir, key: str) -> bool:
+    """In a sweep, another job may already have trained this exact stage: copy it instead of training."""
+    for status_file in sorted(stage_dir.path.parent.parent.glob(f"*/{stage_dir.name}/status.json")):
+        donor = RunDir(status_file.parent)
+        if donor.path == stage_dir.path or not donor.is_completed() or donor.status().get("stage_key") != key:
+            continue
+        if stage_dir.path.exists():
+            shutil.rmtree(stage_dir.path)
+        shutil.copytree(donor.path, stage_dir.path, ignore=shutil.ignore_patterns("checkpoints", "wandb"))
+        old, new = str(donor.path), str(stage_dir.path)
+        records = [{**r, "path": r["path"].replace(old, new)} for r in stage_dir.checkpoint_records()]
+        write_atomic(stage_dir.checkpoint_log, "".join(json.dumps(r) + "\n" for r in records if Path(r["path"]).exists()))
+        stage_dir.set_status(COMPLETED, reused_from=old)
+        log.info("stage %s: identical to %s, reused", stage_dir.name, old)
+        return True
+    return False
+
+
+def run_pipeline(cfg: DictConfig, run_dir: RunDir, command_line: list[str], config_name: str, in_sweep: bool) -> dict:
     from posttrain.run.train import config_for_run, train_run
 
     stages = pipeline_stages(cfg, command_line)
     passed_on = [o for o in command_line if override_key(o) not in PIPELINE_KEYS]
     results_by_stage: dict[str, dict] = {}
     stage_dirs: list[tuple[str, RunDir]] = []
-    previous = None
+    previous, previous_key = None, None
     for index, (name, overrides) in enumerate(stages, start=1):
         stage_dir = RunDir(run_dir.path / f"{index}-{name}")
         stage_overrides = [*overrides, *passed_on, "stages={}"]
         if previous is not None:
             stage_overrides.append(f"model.path={previous.final}")
         stage_cfg = compose(config_name=config_name, overrides=stage_overrides)
+        key = stage_key(stage_cfg, previous_key)
         if stage_dir.is_completed():
             log.info("stage %s: already complete in %s", name, stage_dir.path)
-            results = stage_dir.read_results()
-        else:
+        elif not (in_sweep and _reuse_sibling_stage(stage_dir, key)):
             log.info("stage %d/%d: %s (%s)", index, len(stages), name, " ".join(overrides))
-            stage_dir.set_status("running")
+            stage_dir.set_status("running", stage_key=key)
             stage_dir.write_config(config_for_run(stage_cfg))
-            results = train_run(stage_cfg, stage_dir)
-        results_by_stage[name] = results
+            train_run(stage_cfg, stage_dir)
+        results_by_stage[name] = stage_dir.read_results()
         stage_dirs.append((name, stage_dir))
-        previous = stage_dir
+        previous, previous_key = stage_dir, key
     return _gather(run_dir, stage_dirs, results_by_stage)
 
 

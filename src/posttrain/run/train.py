@@ -7,7 +7,6 @@ import json
 import logging
 import shutil
 import time
-import warnings
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -19,7 +18,7 @@ from posttrain.data.loading import load_data
 from posttrain.errors import PosttrainError
 from posttrain.evaluation import evaluate_run
 from posttrain.hardware import resolve_hardware
-from posttrain.logger import tracker_setup
+from posttrain.logger import quiet_libraries, tracker_setup
 from posttrain.methods.common import TrainerInputs
 from posttrain.models.loading import IDENTITY_FILE, load_model, load_tokenizer, model_identity, uses_random_init
 from posttrain.registry import get_method
@@ -65,17 +64,6 @@ def _out_of_memory(cfg: DictConfig) -> PosttrainError:
         f"with training.gradient_accumulation_steps={cfg.training.gradient_accumulation_steps * 2}, "
         "or enable training.gradient_checkpointing=true",
     )
-
-
-def quiet_libraries() -> None:
-    """Progress bars and per-step dict prints of datasets/transformers would drown posttrain's own lines."""
-    import datasets
-    import transformers
-
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|peft)\.")
-    datasets.disable_progress_bars()
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
 
 
 def train_run(cfg: DictConfig, run_dir: RunDir) -> dict:

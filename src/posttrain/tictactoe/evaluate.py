@@ -78,7 +78,7 @@ def play_games(model, tokenizer, opponent: str, games: int, max_new_tokens: int,
 
 
 def evaluate(model, tokenizer, eval_fraction: float, games: int, thoughts: bool, seed: int) -> dict[str, float]:
-    max_new_tokens = 48 if thoughts else 12
+    max_new_tokens = 80 if thoughts else 12
     boards = dataset.positions("eval", eval_fraction)
     results = {"eval_positions": len(boards), "games_per_opponent": games}
     results.update(move_quality(boards, choose_moves(model, tokenizer, boards, max_new_tokens)))

@@ -1,0 +1,81 @@
+"""The offline default really learns: `python -m posttrain` with no arguments trains the tiny model on
+tic-tac-toe (SFT then DPO), and chaining DPO onto an SFT run raises the optimal-move rate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import only_run_dir, read_jsonl, read_results, run_posttrain
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("default")
+    result = run_posttrain([], root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return only_run_dir(root)
+
+
+def test_default_run_plays_near_perfect_tictactoe(default_run):
+    results = read_results(default_run)
+    sft = results["stages"]["sft"]
+    assert sft["legal_move_rate"] >= 0.97
+    assert sft["optimal_move_rate"] >= 0.85
+    assert results["legal_move_rate"] >= 0.97
+    assert results["optimal_move_rate"] >= 0.85
+    assert results["vs_random_win_rate"] >= 0.7
+    assert results["vs_perfect_loss_rate"] <= 0.3
+    for key in ("vs_random_draw_rate", "vs_random_loss_rate", "vs_perfect_win_rate", "vs_perfect_draw_rate"):
+        assert 0.0 <= results[key] <= 1.0
+
+
+def test_dpo_stage_raises_the_optimal_move_rate_of_its_sft_start(default_run):
+    stages = read_results(default_run)["stages"]
+    assert stages["dpo"]["optimal_move_rate"] > stages["sft"]["optimal_move_rate"]
+
+
+def test_run_directory_describes_the_run(default_run):
+    assert default_run.name.startswith("tictactoe_tiny_sft_lr")
+    assert (default_run / ".hydra" / "overrides.yaml").exists()
+    assert json.loads((default_run / "status.json").read_text())["state"] == "completed"
+    for stage in ("1-sft", "2-dpo"):
+        assert (default_run / stage / "config.yaml").exists()
+
+    metrics = read_jsonl(default_run / "metrics.jsonl")
+    train_lines = [m for m in metrics if "loss" in m]
+    for key in ("step", "epoch", "loss", "learning_rate", "grad_norm", "tokens_per_second"):
+        assert all(key in m for m in train_lines), key
+    dpo_lines = [m for m in train_lines if m["stage"] == "dpo"]
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins"):
+        assert all(key in m for m in dpo_lines), key
+    sft_losses = [m["loss"] for m in train_lines if m["stage"] == "sft"]
+    assert sft_losses[-1] < sft_losses[0] / 10
+
+    checkpoints = read_jsonl(default_run / "checkpoints.jsonl")
+    assert checkpoints[-1]["name"] == "final"
+    assert {"name", "step", "epoch", "path"} <= set(checkpoints[-1])
+
+    model = AutoModelForCausalLM.from_pretrained(default_run / "final")
+    tokenizer = AutoTokenizer.from_pretrained(default_run / "final")
+    assert model.config.vocab_size >= len(tokenizer)
+    assert not (default_run / "final" / "training_args.bin").exists()
+
+
+def test_chaining_dpo_onto_an_sft_run_directory(default_run, tmp_path):
+    sft_dir = default_run / "1-sft"
+    result = run_posttrain(["method=dpo", f"model.path={sft_dir}", "run_name=chained"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    chained = read_results(tmp_path / "outputs" / "chained")
+    assert chained["optimal_move_rate"] > read_results(sft_dir)["optimal_move_rate"]
+
+
+def test_sample_prints_a_move_from_the_finished_run(default_run, tmp_path):
+    prompt = "X to play\\nX|2|3\\n4|O|6\\n7|8|9\\n"
+    result = run_posttrain([f"run={default_run}", f"prompt={prompt}", "temperature=0", "max_new_tokens=80"],
+                           tmp_path, module="posttrain.sample")
+    assert result.returncode == 0, result.stderr
+    assert "Move: " in result.stdout

@@ -1,0 +1,34 @@
+"""`python -m posttrain --multirun dpo_beta=...` is a DPO sweep on the default tic-tac-toe pipeline: one job
+per beta, the identical SFT stage trained once and reused by the other jobs."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from conftest import read_results, run_posttrain
+
+
+def test_beta_sweep_runs_one_job_per_value_and_trains_sft_once(workdir):
+    result = run_posttrain(
+        ["--multirun", "dpo_beta=0.05,0.1,0.2", "max_steps=12", "training.logging_steps=4",
+         "training.save_steps=0", "dataset.eval_games=2", "hydra.sweep.dir=multirun/beta"],
+        workdir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p for p in (workdir / "multirun" / "beta").iterdir() if p.is_dir())
+    assert [p.name for p in jobs] == [
+        "dpo_beta=0.05,dataset.eval_games=2,max_steps=12,training.logging_steps=4,training.save_steps=0",
+        "dpo_beta=0.1,dataset.eval_games=2,max_steps=12,training.logging_steps=4,training.save_steps=0",
+        "dpo_beta=0.2,dataset.eval_games=2,max_steps=12,training.logging_steps=4,training.save_steps=0",
+    ]
+    margins = []
+    for job, beta in zip(jobs, (0.05, 0.1, 0.2)):
+        dpo_config = yaml.safe_load((job / "2-dpo" / "config.yaml").read_text())
+        assert dpo_config["method"]["name"] == "dpo" and dpo_config["method"]["args"]["beta"] == beta
+        results = read_results(job)
+        assert 0.0 <= results["optimal_move_rate"] <= 1.0
+        margins.append(results["eval/rewards/margins"])
+    assert len(set(margins)) == 3  # beta changed what DPO did
+    reused = [json.loads((job / "1-sft" / "status.json").read_text()).get("reused_from") for job in jobs]
+    assert reused[0] is None and reused[1] == reused[2] == str(jobs[0] / "1-sft")
