@@ -17,10 +17,10 @@ def test_beta_sweep_runs_one_job_per_value_and_trains_sft_once(workdir):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p for p in (workdir / "multirun" / "beta").iterdir() if p.is_dir())
+    # job folders are named by their overrides (Hydra sorts them by key)
     assert [p.name for p in jobs] == [
-        "dpo_beta=0.05,dataset.eval_games=2,max_steps=12,training.logging_steps=4,training.save_steps=0",
-        "dpo_beta=0.1,dataset.eval_games=2,max_steps=12,training.logging_steps=4,training.save_steps=0",
-        "dpo_beta=0.2,dataset.eval_games=2,max_steps=12,training.logging_steps=4,training.save_steps=0",
+        f"dataset.eval_games=2,dpo_beta={beta},max_steps=12,training.logging_steps=4,training.save_steps=0"
+        for beta in ("0.05", "0.1", "0.2")
     ]
     margins = []
     for job, beta in zip(jobs, (0.05, 0.1, 0.2)):

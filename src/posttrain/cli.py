@@ -203,3 +203,7 @@ def main() -> None:
         except PosttrainError as error:
             fail(error)
     hydra_app()
+    from posttrain.sweep import unfinished_jobs
+
+    if unfinished_jobs:
+        sys.exit(1)

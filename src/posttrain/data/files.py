@@ -138,3 +138,26 @@ def read_rows(path_text: str, skip_bad_rows: bool = False, skipped: list[str] | 
     if not rows:
         raise PosttrainError(f"{path} has no data rows", "point dataset.path at a file with at least one example")
     return rows
+
+
+def read_hub(dataset_id: str, split: str) -> list[Row]:
+    """Rows of a hub dataset (online users; offline this fails with a clear line)."""
+    import datasets
+
+    try:
+        data = datasets.load_dataset(dataset_id, split=split)
+    except Exception as err:  # hub, network and split errors come in many types
+        raise PosttrainError(
+            f"cannot load hub dataset {dataset_id} (split {split}): {str(err).splitlines()[0] if str(err) else type(err).__name__}",
+            "check the id and dataset.split, or point dataset.path at a local file (offline, only local files work)",
+        ) from None
+    return [Row(number, _plain(record)) for number, record in enumerate(data, start=1)]
+
+
+def read_source(path: str, split: str, skip_bad_rows: bool = False, skipped: list[str] | None = None) -> list[Row]:
+    """A local file, or a hub dataset id (org/name) when no such file exists."""
+    from posttrain.checks import looks_local
+
+    if looks_local(path):
+        return read_rows(path, skip_bad_rows, skipped)
+    return read_hub(path, split)

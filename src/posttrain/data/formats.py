@@ -1,56 +1,256 @@
-"""Turning rows of a file into the form a method trains on, checking every row on the way."""
+"""The data formats people have, how each is recognised, and how its rows become the form a method trains
+on. Every row is checked on the way; a bad row stops with its file and row number (or is skipped and
+counted with dataset.skip_bad_rows=true).
+
+| format             | recognised by                                   | becomes                                   |
+|--------------------|-------------------------------------------------|-------------------------------------------|
+| preference         | prompt, chosen, rejected                        | prompt/chosen/rejected (text or messages) |
+| implicit_preference| chosen, rejected without prompt (HH-style text, | prompt/chosen/rejected, the shared prefix |
+|                    | or message lists)                               | split off as the prompt                   |
+| unpaired           | prompt, completion, label (boolean)             | prompt/completion/label                   |
+| messages           | messages: [{role, content}, ...]                | messages (chat template applies)          |
+| sharegpt           | conversations: [{from, value}, ...]             | messages (human->user, gpt->assistant)    |
+| conversations      | conversations: [{role, content}, ...]           | messages                                  |
+| alpaca             | instruction, output (input optional)            | prompt/completion                         |
+| prompt_completion  | prompt, completion                              | prompt/completion                         |
+| text               | text                                            | text                                      |
+| prompt_only        | prompt                                          | prompt (other columns kept for rewards)   |
+
+Method forms accept: completion (SFT) <- prompt_completion, alpaca, messages, sharegpt, conversations,
+text, and the chosen side of preference data; preference (DPO, ...) <- preference, implicit_preference;
+unpaired (KTO) <- unpaired, and preference pairs split in two; prompt (online RL) <- anything with a
+prompt (other columns ride along for reward functions); text (pretraining) <- text, prompt_completion.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from posttrain.data.files import Row, row_label
 from posttrain.errors import PosttrainError
-from posttrain.registry import FORMS
+
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "system": "system",
+                  "tool": "tool", "function": "tool", "observation": "tool"}
+CHAT_ROLES = {"system", "user", "assistant", "tool"}
+TRUE_TEXT = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
-def _bad_value(value: Any) -> str | None:
+class BadRow(Exception):
+    """A row that cannot be used; the message names the field and what is wrong."""
+
+
+def _text(row: dict, field: str) -> str:
+    value = row.get(field)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        raise BadRow(f"field '{field}' is null")
+    if not isinstance(value, str):
+        raise BadRow(f"field '{field}' is a {type(value).__name__}, not text")
+    if not value.strip():
+        raise BadRow(f"field '{field}' is empty")
+    return value
+
+
+def _messages(value: Any, field: str, role_key: str = "role", content_key: str = "content",
+              roles: dict[str, str] | None = None) -> list[dict]:
     if value is None:
-        return "is null"
-    if isinstance(value, float) and value != value:
-        return "is null"
-    if isinstance(value, str):
-        return "is empty" if not value.strip() else None
-    if isinstance(value, list):
-        return "is an empty list" if not value else None
+        raise BadRow(f"field '{field}' is null")
+    if not isinstance(value, list) or not value:
+        raise BadRow(f"field '{field}' must be a non-empty list of messages")
+    messages = []
+    for index, message in enumerate(value, start=1):
+        if not isinstance(message, dict) or role_key not in message or content_key not in message:
+            raise BadRow(f"message {index} of '{field}' needs '{role_key}' and '{content_key}'")
+        role = str(message[role_key])
+        role = roles.get(role.lower(), role) if roles else role
+        if role not in CHAT_ROLES:
+            raise BadRow(f"message {index} of '{field}' has unknown role '{message[role_key]}'")
+        content = message[content_key]
+        if not isinstance(content, str) or not content.strip():
+            raise BadRow(f"message {index} of '{field}' has empty or non-text content")
+        messages.append({"role": role, "content": content})
+    return messages
+
+
+def _text_or_messages(row: dict, field: str) -> str | list[dict]:
+    value = row.get(field)
+    return _messages(value, field) if isinstance(value, list) else _text(row, field)
+
+
+def _label(row: dict) -> bool:
+    value = row.get("label")
     if isinstance(value, bool):
-        return None
-    return f"is a {type(value).__name__}, not text"
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in TRUE_TEXT:
+        return TRUE_TEXT[value.strip().lower()]
+    raise BadRow(f"field 'label' is {value!r}, not true/false")
 
 
-def convert_rows(rows: list[Row], form: str, path: Path, columns: dict, skip_bad_rows: bool, skipped: list[str]) -> list[dict]:
-    fields = FORMS[form]
-    present = set().union(*(row.values.keys() for row in rows[:100]))
-    missing = [f for f in fields if columns.get(f, f) not in present]
-    if missing:
+def _with_assistant_turn(messages: list[dict], field: str) -> list[dict]:
+    if not any(m["role"] == "assistant" for m in messages):
+        raise BadRow(f"'{field}' has no assistant message to learn from")
+    return messages
+
+
+def _implicit_preference(row: dict) -> dict:
+    from trl import extract_prompt
+
+    chosen, rejected = _text_or_messages(row, "chosen"), _text_or_messages(row, "rejected")
+    if type(chosen) is not type(rejected):
+        raise BadRow("'chosen' and 'rejected' must both be text or both be message lists")
+    split = extract_prompt({"chosen": chosen, "rejected": rejected})
+    if not split["prompt"]:
+        raise BadRow("'chosen' and 'rejected' share no prompt; add a prompt column")
+    if not split["chosen"] or not split["rejected"]:
+        raise BadRow("'chosen' and 'rejected' are identical after their shared prompt")
+    return split
+
+
+def _alpaca(row: dict) -> dict:
+    prompt = _text(row, "instruction")
+    extra = row.get("input")
+    if isinstance(extra, str) and extra.strip():
+        prompt = f"{prompt}\n\n{extra}"
+    return {"prompt": prompt, "completion": _text(row, "output")}
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    columns: frozenset[str]  # all must be present
+    convert: Callable[[dict], dict]
+
+    def matches(self, columns: set[str], sample: dict) -> bool:
+        if not self.columns <= columns:
+            return False
+        if self.name in ("sharegpt", "conversations"):
+            first = (sample.get("conversations") or [{}])[0]
+            return isinstance(first, dict) and ("from" in first) == (self.name == "sharegpt")
+        return True
+
+
+FORMATS = [
+    Format("preference", frozenset({"prompt", "chosen", "rejected"}), lambda r: {
+        "prompt": _text_or_messages(r, "prompt"), "chosen": _text_or_messages(r, "chosen"),
+        "rejected": _text_or_messages(r, "rejected")}),
+    Format("implicit_preference", frozenset({"chosen", "rejected"}), _implicit_preference),
+    Format("unpaired", frozenset({"prompt", "completion", "label"}), lambda r: {
+        "prompt": _text_or_messages(r, "prompt"), "completion": _text_or_messages(r, "completion"),
+        "label": _label(r)}),
+    Format("messages", frozenset({"messages"}), lambda r: {
+        "messages": _with_assistant_turn(_messages(r.get("messages"), "messages"), "messages")}),
+    Format("sharegpt", frozenset({"conversations"}), lambda r: {
+        "messages": _with_assistant_turn(
+            _messages(r.get("conversations"), "conversations", "from", "value", SHAREGPT_ROLES), "conversations")}),
+    Format("conversations", frozenset({"conversations"}), lambda r: {
+        "messages": _with_assistant_turn(_messages(r.get("conversations"), "conversations"), "conversations")}),
+    Format("alpaca", frozenset({"instruction", "output"}), _alpaca),
+    Format("prompt_completion", frozenset({"prompt", "completion"}), lambda r: {
+        "prompt": _text_or_messages(r, "prompt"), "completion": _text_or_messages(r, "completion")}),
+    Format("text", frozenset({"text"}), lambda r: {"text": _text(r, "text")}),
+    Format("prompt_only", frozenset({"prompt"}), lambda r: {"prompt": _text_or_messages(r, "prompt")}),
+]
+FORMAT_NAMES = [f.name for f in FORMATS]
+
+# Which formats each method form accepts, and how a converted record is adapted to it.
+ACCEPTS: dict[str, dict[str, Callable[[dict, dict], list[dict]]]] = {
+    "completion": {
+        "prompt_completion": lambda rec, row: [rec],
+        "alpaca": lambda rec, row: [rec],
+        "messages": lambda rec, row: [rec],
+        "sharegpt": lambda rec, row: [rec],
+        "conversations": lambda rec, row: [rec],
+        "text": lambda rec, row: [rec],
+        "preference": lambda rec, row: [{"prompt": rec["prompt"], "completion": rec["chosen"]}],
+        "implicit_preference": lambda rec, row: [{"prompt": rec["prompt"], "completion": rec["chosen"]}],
+    },
+    "preference": {
+        "preference": lambda rec, row: [rec],
+        "implicit_preference": lambda rec, row: [rec],
+    },
+    "unpaired": {
+        "unpaired": lambda rec, row: [rec],
+        "preference": lambda rec, row: _unpair(rec),
+        "implicit_preference": lambda rec, row: _unpair(rec),
+    },
+    "prompt": {
+        name: (lambda rec, row: [{**_extra_columns(row), "prompt": rec["prompt"]}])
+        for name in ("prompt_only", "prompt_completion", "alpaca", "preference", "implicit_preference", "unpaired")
+    },
+    "text": {
+        "text": lambda rec, row: [rec],
+        "prompt_completion": lambda rec, row: [{"text": _join_text(rec)}],
+    },
+}
+
+
+def _unpair(rec: dict) -> list[dict]:
+    return [
+        {"prompt": rec["prompt"], "completion": rec["chosen"], "label": True},
+        {"prompt": rec["prompt"], "completion": rec["rejected"], "label": False},
+    ]
+
+
+def _join_text(rec: dict) -> str:
+    if not isinstance(rec["prompt"], str) or not isinstance(rec["completion"], str):
+        raise BadRow("pretraining text needs plain-text prompt and completion, not messages")
+    return rec["prompt"] + rec["completion"]
+
+
+def _extra_columns(row: dict) -> dict:
+    """Columns other than the conversation itself, kept for reward functions (answer, board, ...)."""
+    return {k: v for k, v in row.items() if k not in ("prompt", "chosen", "rejected", "completion", "messages")}
+
+
+def detect_format(rows: list[Row], path: Path, declared: str | None = None) -> Format:
+    if declared:
+        by_name = {f.name: f for f in FORMATS}
+        if declared not in by_name:
+            raise PosttrainError(f"unknown data format '{declared}'", f"use one of: {', '.join(FORMAT_NAMES)}")
+        return by_name[declared]
+    columns = set().union(*(row.values.keys() for row in rows[:100]))
+    sample = rows[0].values
+    for fmt in FORMATS:
+        if fmt.matches(columns, sample):
+            return fmt
+    raise PosttrainError(
+        f"{path} matches no known data format (its columns: {', '.join(sorted(columns)) or 'none'})",
+        "use one of the README's formats, or map your columns with dataset.columns "
+        "(e.g. dataset.columns.prompt=question dataset.columns.completion=answer)",
+    )
+
+
+def convert_rows(rows: list[Row], form: str, path: Path, columns: dict, skip_bad_rows: bool,
+                 skipped: list[str], declared_format: str | None = None) -> tuple[list[dict], str]:
+    """Rows in the method's form, and the name of the format they were recognised as."""
+    renamed = {str(theirs): ours for ours, theirs in columns.items()}
+    if renamed:
+        for row in rows:
+            row.values = {renamed.get(k, k): v for k, v in row.values.items()}
+    fmt = detect_format(rows, path, declared_format)
+    adapters = ACCEPTS[form]
+    if fmt.name not in adapters:
+        wanted = ", ".join(sorted(adapters))
         raise PosttrainError(
-            f"{path} has no {', '.join(missing)} field(s) needed for {form} data (it has: {', '.join(sorted(present))})",
-            f"map your columns with dataset.columns (e.g. dataset.columns.{missing[0]}=<your column>)",
+            f"{path} holds {fmt.name} data, which cannot train a method that needs {form} rows",
+            f"give a file in one of these formats: {wanted} (or choose a method that takes {fmt.name} data)",
         )
-    out = []
+    out: list[dict] = []
     for row in rows:
-        record = {name: row.values.get(columns.get(name, name)) for name in fields}
-        problem = next(
-            (f"field '{columns.get(n, n)}' {why}" for n in fields if (why := _check(n, record[n])) is not None),
-            None,
-        )
-        if problem:
-            message = f"{row_label(path, row.number)}: {problem}"
-            if skip_bad_rows:
-                skipped.append(message)
-                continue
-            raise PosttrainError(message, "fix or remove that row, or set dataset.skip_bad_rows=true to skip bad rows")
-        out.append(record)
-    return out
-
-
-def _check(name: str, value: Any) -> str | None:
-    if name == "label":
-        return None if isinstance(value, bool) else f"is {value!r}, not true/false"
-    return _bad_value(value)
+        try:
+            out.extend(adapters[fmt.name](fmt.convert(row.values), row.values))
+        except BadRow as bad:
+            message = f"{row_label(path, row.number)}: {bad}"
+            if not skip_bad_rows:
+                raise PosttrainError(
+                    message, "fix or remove that row, or set dataset.skip_bad_rows=true to skip bad rows"
+                ) from None
+            skipped.append(message)
+    if not out:
+        raise PosttrainError(f"{path} has no usable rows ({len(skipped)} skipped)", "fix the rows listed in the log")
+    return out, fmt.name

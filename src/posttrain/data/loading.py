@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from posttrain.checks import looks_local
 from posttrain.data.builtin import builtin_rows
-from posttrain.data.files import read_rows
+from posttrain.data.files import read_source
 from posttrain.data.formats import convert_rows
 from posttrain.errors import PosttrainError
 from posttrain.registry import Method
@@ -23,11 +23,17 @@ log = logging.getLogger(__name__)
 class PreparedData:
     train: Dataset
     eval: Dataset | None
+    source_format: str = "built-in"
     skipped: list[str] = field(default_factory=list)
+
+    @property
+    def conversational(self) -> bool:
+        first = self.train[0]
+        return "messages" in first or isinstance(first.get("prompt"), list)
 
     def describe(self) -> str:
         eval_rows = len(self.eval) if self.eval is not None else 0
-        text = f"{len(self.train)} train / {eval_rows} eval rows"
+        text = f"{self.source_format} data, {len(self.train)} train / {eval_rows} eval rows"
         return text + (f", {len(self.skipped)} bad rows skipped" if self.skipped else "")
 
 
@@ -67,28 +73,31 @@ def check_dataset_config(cfg: DictConfig, method: Method) -> None:
             raise _missing_file_error(cfg, str(path))
 
 
-def _file_rows(cfg: DictConfig, path: str, form: str, skipped: list[str]) -> list[dict]:
+def _file_rows(cfg: DictConfig, path: str, form: str, skipped: list[str]) -> tuple[list[dict], str]:
     columns = OmegaConf.to_container(cfg.columns, resolve=True) if cfg.get("columns") is not None else {}
-    rows = read_rows(path, cfg.get("skip_bad_rows", False), skipped)
-    return convert_rows(rows, form, Path(path).expanduser(), columns, cfg.get("skip_bad_rows", False), skipped)
+    skip = bool(cfg.get("skip_bad_rows", False))
+    rows = read_source(path, cfg.get("split", "train"), skip, skipped)
+    return convert_rows(rows, form, Path(path).expanduser(), columns, skip, skipped, cfg.get("format"))
 
 
 def load_data(cfg: DictConfig, method: Method, seed: int) -> PreparedData:
     form = dataset_form(cfg, method)
     skipped: list[str] = []
+    source_format = "built-in"
     if cfg.get("builtin"):
         train = Dataset.from_list(builtin_rows(cfg, form, "train", seed))
         evaluation = Dataset.from_list(builtin_rows(cfg, form, "eval", seed))
     else:
-        train = Dataset.from_list(_file_rows(cfg, str(cfg.path), form, skipped))
+        rows, source_format = _file_rows(cfg, str(cfg.path), form, skipped)
+        train = Dataset.from_list(rows)
         evaluation = None
         if cfg.get("eval_path"):
-            evaluation = Dataset.from_list(_file_rows(cfg, str(cfg.eval_path), form, skipped))
+            evaluation = Dataset.from_list(_file_rows(cfg, str(cfg.eval_path), form, skipped)[0])
         elif cfg.get("eval_fraction", 0) and len(train) > 1:
             split = train.train_test_split(test_size=cfg.eval_fraction, seed=seed)
             train, evaluation = split["train"], split["test"]
-    for message in skipped[:5]:
-        log.warning("skipped: %s", message)
-    data = PreparedData(train=train, eval=evaluation, skipped=skipped)
-    log.info("data: %s (%s form): %s", cfg.name, form, data.describe())
+    if skipped:
+        log.warning("skipped %d bad rows (dataset.skip_bad_rows=true); first: %s", len(skipped), "; ".join(skipped[:3]))
+    data = PreparedData(train=train, eval=evaluation, source_format=source_format, skipped=skipped)
+    log.info("data: %s -> %s form: %s", cfg.name, form, data.describe())
     return data

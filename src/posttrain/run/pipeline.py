@@ -72,9 +72,10 @@ def pipeline_stages(cfg: DictConfig, command_line: list[str]) -> list[tuple[str,
 
 
 def stage_key(stage_cfg: DictConfig, previous_key: str | None) -> str:
-    """What makes a stage's result: its config (less names and trackers) and the stage it starts from."""
+    """What makes a stage's result: its config (less names and trackers) and the stage it starts from.
+    dpo_beta is left out: a method that uses it carries it resolved in method.args."""
     plain = OmegaConf.to_container(stage_cfg, resolve=True)
-    for key in ("run_name", "wandb_project", "wandb_name", "hydra"):
+    for key in ("run_name", "wandb_project", "wandb_name", "logger", "hydra", "dpo_beta"):
         plain.pop(key, None)
     if previous_key is not None:
         plain["model"]["path"] = previous_key
@@ -111,7 +112,7 @@ def run_pipeline(cfg: DictConfig, run_dir: RunDir, command_line: list[str], conf
         stage_dir = RunDir(run_dir.path / f"{index}-{name}")
         stage_overrides = [*overrides, *passed_on, "stages={}"]
         if previous is not None:
-            stage_overrides.append(f"model.path={previous.final}")
+            stage_overrides.append(f"model.path={_value_text(str(previous.final))}")
         stage_cfg = compose(config_name=config_name, overrides=stage_overrides)
         key = stage_key(stage_cfg, previous_key)
         if stage_dir.is_completed():

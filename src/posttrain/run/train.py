@@ -36,7 +36,7 @@ class Interrupted(Exception):
         self.signum = signum
 
 
-def _save_final(trainer, tokenizer, run_dir: RunDir, cfg: DictConfig, base_weights) -> None:
+def _save_final(trainer, tokenizer, run_dir: RunDir, cfg: DictConfig, base_weights, chat: bool) -> None:
     """final/ is written beside under a temporary name and renamed into place once complete."""
     staging = run_dir.path / ".final.tmp"
     if staging.exists():
@@ -47,6 +47,7 @@ def _save_final(trainer, tokenizer, run_dir: RunDir, cfg: DictConfig, base_weigh
     identity = {
         "method": cfg.method.name,
         "adapter": adapters.uses_lora(cfg),
+        "chat": chat,
         "base_model": model_identity(cfg.model, base_weights),
     }
     write_atomic(staging / IDENTITY_FILE, json.dumps(identity, indent=2) + "\n")
@@ -119,7 +120,7 @@ def train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
             f"(last good checkpoint: {last.name if last else 'none'})",
             "lower learning_rate or check the data; training.on_nonfinite_loss=skip drops such steps instead",
         )
-    _save_final(trainer, tokenizer, run_dir, cfg, base_weights)
+    _save_final(trainer, tokenizer, run_dir, cfg, base_weights, data.conversational)
 
     results = {
         "method": method.name,
@@ -130,6 +131,8 @@ def train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
     }
     if guard.bad_steps:
         results["skipped_nonfinite_steps"] = guard.bad_steps
+    if data.skipped:
+        results["skipped_bad_rows"] = len(data.skipped)
     results.update(evaluate_run(cfg, trainer, tokenizer))
     run_dir.write_results(results)
     run_dir.set_status(COMPLETED)
