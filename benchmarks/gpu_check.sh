@@ -27,6 +27,7 @@ run() {
   python3 -m posttrain hardware=gpu run_name="$name" "$@" > "$name.log" 2>&1 || { tail -30 "$name.log"; exit 1; }
   echo "$name: $((SECONDS - start)) s wall, device: $(grep -m1 -o 'on cuda ([a-z0-9]*)' "$name.log")"
   summary "outputs/$name"
+  [ -n "${OUT:-}" ] && cp "outputs/$name/results.json" "$OUT/$name.results.json" && cp "$name.log" "$OUT/$name.log" || true
 }
 
 run gpu_default

@@ -24,6 +24,10 @@ BAD_COMMAND_LINES = [
     (["dataset.path=mine.jsonl"], "dataset=tictactoe is built in and reads no file"),
     (["hydra.run.dir=/proc/posttrain-run"], "output directory /proc/posttrain-run is not writable"),
     (["learning_rate=[1"], "cannot read override"),
+    (["method=dpo", "dataset=embedding_diversity"],
+     "dataset file data/embedding_diversity.parquet does not exist (dataset=embedding_diversity). "
+     "Fix: build it with python -m posttrain.pairs criterion=embedding"),
+    (["stages.dpo.learning_rate=-1"], "stage dpo: learning_rate must be a number > 0, got -1"),
 ]
 
 

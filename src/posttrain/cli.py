@@ -120,7 +120,7 @@ def _combinations(parsed: list[Override]) -> list[list[str]]:
 def check_command_line(overrides: list[str], config_name: str, multirun: bool) -> None:
     """Compose the config for every value of the command line and run the config checks on it."""
     from posttrain.checks import check_config, check_output_dir
-    from posttrain.run.pipeline import pipeline_stages
+    from posttrain.run.pipeline import pipeline_stages, single_method_config
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
@@ -145,8 +145,9 @@ def check_command_line(overrides: list[str], config_name: str, multirun: bool) -
                     _check_keys_exist(parsed, base)
                 first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise PosttrainError(f"the config does not compose: {first_line}", "check the overrides") from None
-            check_config(cfg)
-            for stage, overrides in pipeline_stages(cfg, combo):
+            stages = pipeline_stages(cfg, combo)
+            check_config(cfg if stages or not cfg.get("stages") else single_method_config(cfg, combo, config_name))
+            for stage, overrides in stages:
                 try:
                     check_config(compose(config_name=config_name, overrides=[*overrides, *combo, "stages={}"]))
                 except PosttrainError as error:

@@ -160,6 +160,7 @@ FORMAT_NAMES = [f.name for f in FORMATS]
 # Which formats each method form accepts, and how a converted record is adapted to it.
 ACCEPTS: dict[str, dict[str, Callable[[dict, dict], list[dict]]]] = {
     "completion": {
+        "templated": lambda rec, row: [rec],
         "prompt_completion": lambda rec, row: [rec],
         "alpaca": lambda rec, row: [rec],
         "messages": lambda rec, row: [rec],
@@ -180,11 +181,13 @@ ACCEPTS: dict[str, dict[str, Callable[[dict, dict], list[dict]]]] = {
     },
     "prompt": {
         name: (lambda rec, row: [{**_extra_columns(row), "prompt": rec["prompt"]}])
-        for name in ("prompt_only", "prompt_completion", "alpaca", "preference", "implicit_preference", "unpaired")
+        for name in ("prompt_only", "prompt_completion", "alpaca", "templated", "preference", "implicit_preference",
+                     "unpaired")
     },
     "text": {
         "text": lambda rec, row: [rec],
         "prompt_completion": lambda rec, row: [{"text": _join_text(rec)}],
+        "templated": lambda rec, row: [{"text": _join_text(rec)}],
     },
 }
 
@@ -225,14 +228,40 @@ def detect_format(rows: list[Row], path: Path, declared: str | None = None) -> F
     )
 
 
+def templated_format(template: dict) -> Format:
+    """Rows rendered through dataset.template: {prompt: "...{column}...", completion: "...{column}..."};
+    an integer label column can be named through template.label_names (e.g. [entailment, neutral, contradiction])."""
+    names = template.get("label_names")
+
+    def render(row: dict) -> dict:
+        values = dict(row)
+        if names is not None and isinstance(values.get("label"), int) and not isinstance(values.get("label"), bool):
+            if not 0 <= values["label"] < len(names):
+                raise BadRow(f"label {values['label']} is outside label_names {names}")
+            values["label"] = names[values["label"]]
+        out = {}
+        for field in ("prompt", "completion"):
+            try:
+                out[field] = template[field].format(**values)
+            except KeyError as missing:
+                raise BadRow(f"field {missing} used by dataset.template.{field} is missing") from None
+        for field in ("prompt", "completion"):
+            if not out[field].strip():
+                raise BadRow(f"dataset.template.{field} renders empty")
+        return out
+
+    return Format("templated", frozenset(), render)
+
+
 def convert_rows(rows: list[Row], form: str, path: Path, columns: dict, skip_bad_rows: bool,
-                 skipped: list[str], declared_format: str | None = None) -> tuple[list[dict], str]:
+                 skipped: list[str], declared_format: str | None = None,
+                 template: dict | None = None) -> tuple[list[dict], str]:
     """Rows in the method's form, and the name of the format they were recognised as."""
     renamed = {str(theirs): ours for ours, theirs in columns.items()}
     if renamed:
         for row in rows:
             row.values = {renamed.get(k, k): v for k, v in row.values.items()}
-    fmt = detect_format(rows, path, declared_format)
+    fmt = templated_format(template) if template else detect_format(rows, path, declared_format)
     adapters = ACCEPTS[form]
     if fmt.name not in adapters:
         wanted = ", ".join(sorted(adapters))

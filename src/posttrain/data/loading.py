@@ -52,12 +52,42 @@ def dataset_form(cfg: DictConfig, method: Method) -> str:
 
 def _missing_file_error(cfg: DictConfig, path: str) -> PosttrainError:
     hint = cfg.get("missing_hint") or "check dataset.path"
-    return PosttrainError(f"dataset file {path} does not exist (dataset={cfg.name})", hint)
+    return PosttrainError(f"dataset file {path} does not exist (dataset={cfg.get('name', 'mixture source')})", hint)
+
+
+def named_dataset_config(name: str) -> DictConfig:
+    """conf/dataset/<name>.yaml as shipped (mixture sources refer to datasets by name)."""
+    from importlib.resources import files
+
+    path = files("posttrain.conf") / "dataset" / f"{name}.yaml"
+    if not path.is_file():
+        options = sorted(p.name[:-5] for p in (files("posttrain.conf") / "dataset").iterdir() if p.name.endswith(".yaml"))
+        raise PosttrainError(f"mixture source names unknown dataset '{name}'", f"choose one of: {', '.join(options)}")
+    return OmegaConf.load(str(path))
+
+
+def _source_config(source: DictConfig) -> DictConfig:
+    if not source.get("dataset"):
+        return source
+    own = {k: v for k, v in OmegaConf.to_container(source, resolve=True).items() if k not in ("dataset", "ratio")}
+    return OmegaConf.merge(named_dataset_config(str(source.dataset)), own)
 
 
 def check_dataset_config(cfg: DictConfig, method: Method) -> None:
-    """What can be known about the data without reading it: form, and that files exist."""
+    """What can be known about the data without reading it: form, ratios, and that files exist."""
     dataset_form(cfg, method)
+    if cfg.get("mixture"):
+        from posttrain.data.mixture import normalised_ratios
+
+        sources = OmegaConf.to_container(cfg.mixture.sources, resolve=True) or []
+        normalised_ratios(sources)
+        for source in sources:
+            resolved = _source_config(OmegaConf.create(source))
+            if not resolved.get("builtin"):
+                path = resolved.get("path")
+                if not path or (looks_local(str(path)) and not Path(str(path)).expanduser().exists()):
+                    raise _missing_file_error(resolved, str(path))
+        return
     if cfg.get("builtin"):
         if cfg.get("path"):
             raise PosttrainError(
@@ -77,25 +107,43 @@ def _file_rows(cfg: DictConfig, path: str, form: str, skipped: list[str]) -> tup
     columns = OmegaConf.to_container(cfg.columns, resolve=True) if cfg.get("columns") is not None else {}
     skip = bool(cfg.get("skip_bad_rows", False))
     rows = read_source(path, cfg.get("split", "train"), skip, skipped)
-    return convert_rows(rows, form, Path(path).expanduser(), columns, skip, skipped, cfg.get("format"))
+    template = OmegaConf.to_container(cfg.template, resolve=True) if cfg.get("template") else None
+    return convert_rows(rows, form, Path(path).expanduser(), columns, skip, skipped, cfg.get("format"), template)
 
 
-def load_data(cfg: DictConfig, method: Method, seed: int) -> PreparedData:
+def _source_rows(source: DictConfig, form: str, seed: int, skipped: list[str]) -> list[dict]:
+    source = _source_config(source)
+    if source.get("builtin"):
+        return builtin_rows(source, form, "train", seed)
+    return _file_rows(source, str(source.path), form, skipped)[0]
+
+
+def _eval_split(cfg: DictConfig, train: Dataset, form: str, seed: int, skipped: list[str]):
+    """A separate eval file, or a seeded held-out fraction of the training rows, or no eval split."""
+    if cfg.get("eval_path"):
+        return train, Dataset.from_list(_file_rows(cfg, str(cfg.eval_path), form, skipped)[0])
+    if cfg.get("eval_fraction", 0) and len(train) > 1:
+        split = train.train_test_split(test_size=cfg.eval_fraction, seed=seed)
+        return split["train"], split["test"]
+    return train, None
+
+
+def load_data(cfg: DictConfig, method: Method, seed: int, tokenizer_id: str = "") -> PreparedData:
     form = dataset_form(cfg, method)
     skipped: list[str] = []
-    source_format = "built-in"
     if cfg.get("builtin"):
+        source_format = "built-in"
         train = Dataset.from_list(builtin_rows(cfg, form, "train", seed))
         evaluation = Dataset.from_list(builtin_rows(cfg, form, "eval", seed))
     else:
-        rows, source_format = _file_rows(cfg, str(cfg.path), form, skipped)
-        train = Dataset.from_list(rows)
-        evaluation = None
-        if cfg.get("eval_path"):
-            evaluation = Dataset.from_list(_file_rows(cfg, str(cfg.eval_path), form, skipped)[0])
-        elif cfg.get("eval_fraction", 0) and len(train) > 1:
-            split = train.train_test_split(test_size=cfg.eval_fraction, seed=seed)
-            train, evaluation = split["train"], split["test"]
+        if cfg.get("mixture"):
+            from posttrain.data.mixture import prepare_mixture
+
+            source_format = "mixture"
+            rows = prepare_mixture(cfg, form, seed, tokenizer_id, lambda src: _source_rows(src, form, seed, skipped))
+        else:
+            rows, source_format = _file_rows(cfg, str(cfg.path), form, skipped)
+        train, evaluation = _eval_split(cfg, Dataset.from_list(rows), form, seed, skipped)
     if skipped:
         log.warning("skipped %d bad rows (dataset.skip_bad_rows=true); first: %s", len(skipped), "; ".join(skipped[:3]))
     data = PreparedData(train=train, eval=evaluation, source_format=source_format, skipped=skipped)

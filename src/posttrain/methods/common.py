@@ -6,10 +6,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from transformers import TrainingArguments
 
 from posttrain.data.loading import PreparedData
 from posttrain.hardware import Hardware
 from posttrain.run.rundir import RunDir
+
+
+# transformers renamed gradient_checkpointing to activation_checkpointing (the old name warns from then on).
+CHECKPOINTING_FIELD = (
+    "activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+    else "gradient_checkpointing"
+)
 
 
 @dataclass
@@ -49,7 +57,7 @@ class TrainerInputs:
             "save_total_limit": int(training.save_total_limit),
             "eval_strategy": "steps" if evaluating else "no",
             "eval_steps": int(training.eval_steps) if evaluating else None,
-            "activation_checkpointing": bool(training.gradient_checkpointing),
+            CHECKPOINTING_FIELD: bool(training.gradient_checkpointing),
             "report_to": self.report_to,
             "disable_tqdm": True,
             "include_num_input_tokens_seen": "non_padding",

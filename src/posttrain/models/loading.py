@@ -37,6 +37,14 @@ def uses_random_init(model_cfg: DictConfig) -> bool:
     return model_cfg.init == "random" or (model_cfg.init == "auto" and not model_cfg.path)
 
 
+def tokenizer_identity(model_cfg: DictConfig) -> str:
+    """Which tokenizer a model config ends up with, as text (part of prepared-data cache keys)."""
+    source = model_cfg.tokenizer
+    if source is None and not uses_random_init(model_cfg):
+        source = resolve_path(model_cfg.path)
+    return f"byte-level/{model_cfg.max_length}" if source in (None, "byte") else str(source)
+
+
 def load_tokenizer(model_cfg: DictConfig):
     source = model_cfg.tokenizer
     if source is None and not uses_random_init(model_cfg):

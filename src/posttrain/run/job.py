@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from posttrain.errors import PosttrainError
 from posttrain.redact import install_log_redaction
-from posttrain.run.pipeline import pipeline_stages, run_pipeline
+from posttrain.run.pipeline import pipeline_stages, run_pipeline, single_method_config
 from posttrain.run.rundir import RunDir, now
 from posttrain.run.train import Interrupted, config_for_run, train_run
 
@@ -58,6 +58,8 @@ def run_job(cfg: DictConfig) -> float | None:
         if pipeline_stages(cfg, command_line):
             results = run_pipeline(cfg, run_dir, command_line, hydra_cfg.job.config_name, in_sweep)
         else:
+            cfg = single_method_config(cfg, command_line, hydra_cfg.job.config_name)
+            run_dir.write_config(config_for_run(cfg))
             results = train_run(cfg, run_dir)
         log.info("done: %s", run_dir.path)
         return objective(cfg, results)

@@ -71,6 +71,21 @@ def pipeline_stages(cfg: DictConfig, command_line: list[str]) -> list[tuple[str,
     return [(str(name), stage_overrides(settings or {})) for name, settings in stages.items()]
 
 
+def single_method_config(cfg: DictConfig, command_line: list[str], config_name: str) -> DictConfig:
+    """The config of a run that names method= on the command line. When the preset has a stage for that
+    method, the stage's settings apply under the command line's (so `method=dpo model.path=<SFT run>`
+    repeats the preset's DPO stage from that SFT run); otherwise the composed config as it is."""
+    if not cfg.get("stages"):
+        return cfg
+    method = next(o.split("=", 1)[1] for o in command_line if override_key(o) == "method")
+    stages = OmegaConf.to_container(cfg.stages, resolve=True)
+    for settings in stages.values():
+        if (settings or {}).get("method") == method:
+            overrides = [o for o in stage_overrides(settings) if override_key(o) != "method"]
+            return compose(config_name=config_name, overrides=[*overrides, *command_line, "stages={}"])
+    return cfg
+
+
 def stage_key(stage_cfg: DictConfig, previous_key: str | None) -> str:
     """What makes a stage's result: its config (less names and trackers) and the stage it starts from.
     dpo_beta is left out: a method that uses it carries it resolved in method.args."""

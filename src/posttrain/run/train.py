@@ -20,7 +20,14 @@ from posttrain.evaluation import evaluate_run
 from posttrain.hardware import resolve_hardware
 from posttrain.logger import quiet_libraries, tracker_setup
 from posttrain.methods.common import TrainerInputs
-from posttrain.models.loading import IDENTITY_FILE, load_model, load_tokenizer, model_identity, uses_random_init
+from posttrain.models.loading import (
+    IDENTITY_FILE,
+    load_model,
+    load_tokenizer,
+    model_identity,
+    tokenizer_identity,
+    uses_random_init,
+)
 from posttrain.registry import get_method
 from posttrain.run.callbacks import CheckpointJournal, MetricsLog, NonFiniteGuard, StopOnSignal
 from posttrain.run.rundir import COMPLETED, RunDir, write_atomic
@@ -73,7 +80,7 @@ def train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
     method = get_method(cfg.method.name)
     hardware = resolve_hardware(cfg.hardware)
     set_seed(int(cfg.seed))
-    data = load_data(cfg.dataset, method, int(cfg.seed))
+    data = load_data(cfg.dataset, method, int(cfg.seed), tokenizer_identity(cfg.model))
 
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model, tokenizer, hardware.dtype, adapters.quantization_config(cfg))
