@@ -56,14 +56,18 @@ def _missing_file_error(cfg: DictConfig, path: str) -> PosttrainError:
 
 
 def named_dataset_config(name: str) -> DictConfig:
-    """conf/dataset/<name>.yaml as shipped (mixture sources refer to datasets by name)."""
+    """conf/dataset/<name>.yaml as shipped, with the options its defaults list builds on merged under it
+    (mixture sources refer to datasets by name)."""
     from importlib.resources import files
 
-    path = files("posttrain.conf") / "dataset" / f"{name}.yaml"
+    folder = files("posttrain.conf") / "dataset"
+    path = folder / f"{name}.yaml"
     if not path.is_file():
-        options = sorted(p.name[:-5] for p in (files("posttrain.conf") / "dataset").iterdir() if p.name.endswith(".yaml"))
+        options = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
         raise PosttrainError(f"mixture source names unknown dataset '{name}'", f"choose one of: {', '.join(options)}")
-    return OmegaConf.load(str(path))
+    own = OmegaConf.load(str(path))
+    bases = [named_dataset_config(str(entry)) for entry in own.pop("defaults", []) if entry != "_self_"]
+    return OmegaConf.merge(*bases, own) if bases else own
 
 
 def _source_config(source: DictConfig) -> DictConfig:
@@ -112,7 +116,6 @@ def _file_rows(cfg: DictConfig, path: str, form: str, skipped: list[str]) -> tup
 
 
 def _source_rows(source: DictConfig, form: str, seed: int, skipped: list[str]) -> list[dict]:
-    source = _source_config(source)
     if source.get("builtin"):
         return builtin_rows(source, form, "train", seed)
     return _file_rows(source, str(source.path), form, skipped)[0]
@@ -140,7 +143,7 @@ def load_data(cfg: DictConfig, method: Method, seed: int, tokenizer_id: str = ""
             from posttrain.data.mixture import prepare_mixture
 
             source_format = "mixture"
-            rows = prepare_mixture(cfg, form, seed, tokenizer_id, lambda src: _source_rows(src, form, seed, skipped))
+            rows = prepare_mixture(cfg, form, seed, tokenizer_id, _source_config, lambda src: _source_rows(src, form, seed, skipped))
         else:
             rows, source_format = _file_rows(cfg, str(cfg.path), form, skipped)
         train, evaluation = _eval_split(cfg, Dataset.from_list(rows), form, seed, skipped)

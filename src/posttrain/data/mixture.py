@@ -42,9 +42,10 @@ def normalised_ratios(sources: list[dict]) -> list[float]:
 
 
 def source_fingerprint(source: dict) -> str:
-    """The content hash of a source file, or the settings of a built-in source."""
+    """The content hash of a source's file plus its settings, or the settings of a built-in source
+    (`source` is resolved: a named dataset's config merged with the source's own fields)."""
     if source.get("builtin"):
-        return "builtin:" + json.dumps(source, sort_keys=True)
+        return "builtin:" + json.dumps(source, sort_keys=True, default=str)
     path = Path(str(source["path"])).expanduser()
     if not path.is_file():
         raise PosttrainError(f"mixture source file {path} does not exist", "fix its path in dataset.mixture.sources")
@@ -52,8 +53,8 @@ def source_fingerprint(source: dict) -> str:
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    settings = {k: v for k, v in source.items() if k not in ("path", "ratio")}
-    return digest.hexdigest() + json.dumps(settings, sort_keys=True)
+    settings = {k: v for k, v in source.items() if k not in ("path", "ratio", "missing_hint")}
+    return digest.hexdigest() + json.dumps(settings, sort_keys=True, default=str)
 
 
 def mixture_key(sources: list[dict], ratios: list[float], size, seed: int, form: str, tokenizer: str) -> str:
@@ -108,22 +109,25 @@ class MixtureCache:
         write_atomic(self.meta_file, json.dumps(meta, indent=2) + "\n")
 
 
-def prepare_mixture(cfg: DictConfig, form: str, seed: int, tokenizer: str, load_source) -> list[dict]:
-    """The mixed training rows; `load_source(source_cfg)` turns one source into rows of `form`."""
+def prepare_mixture(cfg: DictConfig, form: str, seed: int, tokenizer: str, resolve_source, load_source) -> list[dict]:
+    """The mixed training rows. `resolve_source(source_cfg)` gives a source's full settings (a named
+    dataset's config under the source's own fields); `load_source(resolved)` turns it into rows of `form`."""
     mixture = cfg.mixture
     sources = OmegaConf.to_container(mixture.sources, resolve=True)
     if not sources:
         raise PosttrainError("dataset.mixture.sources is empty", "list at least one source with a ratio")
     ratios = normalised_ratios(sources)
     size = mixture.get("size")
-    key = mixture_key(sources, ratios, size, seed, form, tokenizer)
+    resolved = [resolve_source(OmegaConf.create(source)) for source in sources]
+    plain = [OmegaConf.to_container(source, resolve=True) for source in resolved]
+    key = mixture_key(plain, ratios, size, seed, form, tokenizer)
     cache = MixtureCache(str(cfg.get("cache_dir") or "data/prepared"), key)
     if cfg.get("use_prepared", False):
         rows = cache.load()
         if rows is not None:
             log.info("mixture: reusing prepared %s (%d rows)", cache.rows_file, len(rows))
             return rows
-    rows_by_source = [load_source(OmegaConf.create(source)) for source in sources]
+    rows_by_source = [load_source(source) for source in resolved]
     rows = mix(rows_by_source, ratios, size, seed)
     cache.save(rows, {"key": key, "sources": sources, "ratios": ratios, "seed": seed, "form": form})
     shares = ", ".join(f"{r:.2f}" for r in ratios)
