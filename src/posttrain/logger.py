@@ -7,12 +7,13 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import sys
 import warnings
 
 from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback
 
-from posttrain.redact import redact
+from posttrain.redact import redact, redact_text
 from posttrain.run.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -76,5 +77,7 @@ def tracker_setup(cfg: DictConfig, run_dir: RunDir) -> tuple[list[str], list[Tra
     )
     if entity:
         os.environ["WANDB_ENTITY"] = str(entity)
+    # W&B records the command line (sys.argv) with the run; Hydra has parsed it already, so mask it in place
+    sys.argv[:] = [redact_text(arg) for arg in sys.argv]
     log.info("wandb: project %s, run %s, %s mode", project, cfg.wandb_name or run_dir.name, mode)
     return ["wandb"], [WandbRunConfig(cfg)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from omegaconf import OmegaConf
+
 from posttrain.run.rundir import RunDir, read_jsonl, write_atomic
 
 
@@ -50,3 +52,38 @@ def test_completed_needs_the_marker_and_results(tmp_path):
     run.set_status("completed")
     assert run.is_completed()
     assert json.loads(run.status_file.read_text())["state"] == "completed"
+
+
+def test_a_moved_run_directory_still_resumes(tmp_path):
+    run = RunDir(tmp_path / "cluster" / "run")
+    folder = run.checkpoints / "checkpoint-10"
+    folder.mkdir(parents=True)
+    run.log_checkpoint(folder.name, 10, 0.1, folder)  # the journal holds the old absolute path
+    moved = RunDir((tmp_path / "cluster" / "run").rename(tmp_path / "laptop-run"))
+    assert moved.prepare_resume() == moved.checkpoints / "checkpoint-10"
+    assert (moved.checkpoints / "checkpoint-10").is_dir()
+
+
+def test_unfinished_saves_are_removed_and_journaled_ones_kept(tmp_path):
+    run = RunDir(tmp_path / "run")
+    done = run.checkpoints / "checkpoint-2"
+    done.mkdir(parents=True)
+    run.log_checkpoint(done.name, 2, 0.1, done)
+    (run.checkpoints / "checkpoint-4").mkdir()
+    (run.path / ".final.tmp").mkdir()
+    removed = run.remove_unfinished_saves()
+    assert sorted(p.name for p in removed) == [".final.tmp", "checkpoint-4"]
+    assert done.is_dir() and not (run.checkpoints / "checkpoint-4").exists()
+
+
+def test_hydra_copies_lose_their_credentials(tmp_path):
+    run = RunDir(tmp_path / "run")
+    hydra = run.path / ".hydra"
+    hydra.mkdir(parents=True)
+    (hydra / "overrides.yaml").write_text("- lr=1\n- +model.hub_token=hf_abcdefgh\n")
+    (hydra / "config.yaml").write_text("model:\n  hub_token: hf_abcdefgh\n  tokenizer: gpt2\n")
+    run.write_config(OmegaConf.create({"model": {"hub_token": "hf_abcdefgh", "tokenizer": "gpt2"}}))
+    for path in (hydra / "overrides.yaml", hydra / "config.yaml", run.config):
+        assert "hf_abcdefgh" not in path.read_text(), path
+    assert OmegaConf.load(hydra / "config.yaml").model == {"hub_token": "***", "tokenizer": "gpt2"}
+    assert OmegaConf.load(hydra / "overrides.yaml")[1] == "+model.hub_token=***"

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from posttrain.run.rundir import RunDir
+from posttrain.run.rundir import RunDir, fsync_tree
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +31,23 @@ def _clean(value):
 
 
 class MetricsLog(TrainerCallback):
-    """Writes one metrics.jsonl line per logging step (and per evaluation) and a short console line."""
+    """Writes one metrics.jsonl line per logging step (and per evaluation) and a short console line.
 
-    def __init__(self, run_dir: RunDir):
+    The trainer leaves a NaN/inf loss out of the logged average (it would stay in its running sum); a line
+    whose window held such steps lists them under nonfinite_steps, and its loss is "nan" when all were."""
+
+    def __init__(self, run_dir: RunDir, nonfinite_steps: list[int] | None = None):
         self.run_dir = run_dir
         self.summary: dict = {}
+        self.nonfinite_steps = nonfinite_steps if nonfinite_steps is not None else []
         self._last_time: float | None = None
         self._last_tokens = 0
+        self._last_step = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._last_time = time.monotonic()
         self._last_tokens = state.num_input_tokens_seen
+        self._last_step = state.global_step
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = dict(logs or {})
@@ -61,6 +67,13 @@ class MetricsLog(TrainerCallback):
             if self._last_time is not None and now > self._last_time:
                 record["tokens_per_second"] = round((tokens - self._last_tokens) / (now - self._last_time), 1)
             self._last_time, self._last_tokens = now, tokens
+            window = range(self._last_step + 1, state.global_step + 1)
+            bad = [step for step in self.nonfinite_steps if step in window]
+            if bad:
+                record["nonfinite_steps"] = bad
+                if len(bad) == len(window) and "loss" in record:
+                    record["loss"] = "nan"
+            self._last_step = state.global_step
         self.run_dir.log_metrics(record)
         log.info(console_line(record, state.max_steps))
 
@@ -75,22 +88,32 @@ def console_line(record: dict, max_steps: int) -> str:
 
 
 class CheckpointJournal(TrainerCallback):
-    """Appends a checkpoints.jsonl line once the trainer has finished writing a checkpoint."""
+    """Appends a checkpoints.jsonl line once the trainer has finished writing a checkpoint and its files
+    are on disk: the line is what makes checkpoint-<step>/ count as complete (see rundir.py)."""
+
+    # A pickle of the TrainingArguments the trainer drops into every checkpoint; resuming never reads it
+    # and config.yaml records the settings.
+    PICKLED_ARGS = "training_args.bin"
 
     def __init__(self, run_dir: RunDir):
         self.run_dir = run_dir
 
     def on_save(self, args, state, control, **kwargs):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if path.is_dir():
-            self.run_dir.log_checkpoint(path.name, state.global_step, round(state.epoch or 0.0, 4), path)
+        if not path.is_dir() or not state.is_world_process_zero:
+            return
+        (path / self.PICKLED_ARGS).unlink(missing_ok=True)
+        fsync_tree(path)
+        self.run_dir.log_checkpoint(path.name, state.global_step, round(state.epoch or 0.0, 4), path)
 
 
 class StopOnSignal(TrainerCallback):
-    """SIGTERM or SIGUSR1 (what Slurm sends before preemption or the time limit): save a checkpoint at the
-    next step boundary and stop; the run is then marked interrupted and resumes when started again."""
+    """SIGTERM, SIGUSR1 or SIGUSR2 (what Slurm sends before preemption or the time limit; USR2 is submitit's
+    preemption signal): save a checkpoint at the next step boundary and stop; the run is then marked
+    interrupted and resumes when started again. The handlers in place before (submitit's requeue) are put
+    back when training ends. With several processes they agree at each step, so all stop at the same one."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
     def __init__(self):
         self.received: int | None = None
@@ -108,6 +131,10 @@ class StopOnSignal(TrainerCallback):
                 pass
 
     def on_step_end(self, args, state, control, **kwargs):
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            signum = torch.tensor([self.received or 0], device=args.device)
+            torch.distributed.all_reduce(signum, op=torch.distributed.ReduceOp.MAX)
+            self.received = int(signum.item()) or None
         if self.received is not None:
             control.should_save = True
             control.should_training_stop = True
@@ -137,7 +164,12 @@ class NonFiniteGuard(TrainerCallback):
         for param in model.parameters():
             param.grad = None  # the optimizer skips parameters without gradients
         self.bad_steps.append(state.global_step + 1)
-        log.warning("non-finite loss/gradient at step %d: update skipped", state.global_step + 1)
         if self.mode == "stop":
+            log.error("non-finite loss/gradient at step %d: update dropped, stopping", state.global_step + 1)
             control.should_training_stop = True
-            control.should_save = False
+        else:
+            log.warning("non-finite loss/gradient at step %d: update skipped", state.global_step + 1)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.mode == "stop" and self.bad_steps:
+            control.should_save = False  # the checkpoints before the bad step stay the newest

@@ -1,6 +1,6 @@
 """The run directory: everything a run leaves behind, each file written so a crash never fakes completion.
 
-    config.yaml        resolved config (credentials masked); .hydra/ holds Hydra's own copies
+    config.yaml        resolved config (credentials masked); .hydra/ holds Hydra's own copies (masked too)
     train.log          the run's log
     metrics.jsonl      one JSON object per logging step (and per evaluation)
     checkpoints.jsonl  one line per complete checkpoint: name, step, epoch, path; the last is "final"
@@ -10,21 +10,27 @@
     status.json        state: running | interrupted | failed | completed; "completed" is written last
 
 Whole files are replaced atomically (written beside, fsynced, renamed); journal lines are appended only
-once what they describe is complete.
+once what they describe is complete and synced to disk. The trainer writes checkpoints/checkpoint-<step>/
+in place, so a checkpoint counts only once checkpoints.jsonl names it: a folder without its line is a save
+that never finished, ignored and deleted when the run resumes.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from posttrain.redact import redact
+from posttrain.redact import redact, remember_secrets
+
+log = logging.getLogger(__name__)
 
 COMPLETED = "completed"
 
@@ -49,6 +55,21 @@ def append_line(path: Path, record: dict[str, Any]) -> None:
         handle.write(json.dumps(record) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def fsync_tree(folder: Path) -> None:
+    """Flush every file under `folder` (and the folders themselves) to disk."""
+    for path in sorted(folder.rglob("*"), reverse=True) + [folder]:
+        flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
+        descriptor = os.open(path, flags)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def checkpoint_step(path: Path) -> int:
+    return int(path.name.rsplit("-", 1)[-1])
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -119,12 +140,35 @@ class RunDir:
         record = {**self.status(), "state": state, "updated": now(), **extra}
         if state != "failed":
             record.pop("error", None)
-        write_atomic(self.status_file, json.dumps(record, indent=2) + "\n")
+        try:
+            write_atomic(self.status_file, json.dumps(record, indent=2) + "\n")
+        except OSError as error:
+            if state == COMPLETED:
+                raise
+            # e.g. a full disk: the run is not marked completed either way, and the error itself matters more
+            log.warning("could not write %s (%s): %s", self.status_file, state, error)
 
     # --- files ---
     def write_config(self, cfg: DictConfig) -> None:
         resolved = OmegaConf.to_container(cfg, resolve=True)
+        remember_secrets(resolved)  # credential values from the config are masked in logs from now on
         write_atomic(self.config, OmegaConf.to_yaml(OmegaConf.create(redact(resolved))))
+        self.redact_hydra_copies()
+
+    def redact_hydra_copies(self) -> None:
+        """Hydra saves the raw command line and config before the run starts, in .hydra/ (and for a sweep
+        job in <sweep dir>/multirun.yaml): mask them too."""
+        for path in [*(self.path / ".hydra").glob("*.yaml"), self.path.parent / "multirun.yaml"]:
+            if not path.is_file():
+                continue
+            try:
+                original = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except (OSError, yaml.YAMLError) as error:
+                log.warning("could not check %s for credentials: %s", path, error)
+                continue
+            masked = redact(original)
+            if masked != original:
+                write_atomic(path, yaml.safe_dump(masked, sort_keys=False, allow_unicode=True))
 
     def write_results(self, results: dict[str, Any]) -> None:
         write_atomic(self.results, json.dumps(results, indent=2, sort_keys=True) + "\n")
@@ -142,22 +186,31 @@ class RunDir:
         return read_jsonl(self.checkpoint_log)
 
     def resumable_checkpoint(self) -> Path | None:
-        """The newest trainer checkpoint that was journaled complete and is still on disk."""
+        """The newest trainer checkpoint that was journaled complete and is still on disk (found by name in
+        checkpoints/, so a run directory that was moved or copied still resumes)."""
         for record in reversed(self.checkpoint_records()):
-            path = Path(record["path"])
+            path = self.checkpoints / record["name"]
             if record["name"] != "final" and path.is_dir():
                 return path
         return None
 
+    def remove_unfinished_saves(self) -> list[Path]:
+        """Delete checkpoint folders without a journal line and a staged final/ (saves that never finished)."""
+        journaled = {r["name"] for r in self.checkpoint_records()}
+        unfinished = [self.path / ".final.tmp"]
+        if self.checkpoints.is_dir():
+            unfinished += [p for p in self.checkpoints.iterdir() if p.is_dir() and p.name not in journaled]
+        removed = [p for p in unfinished if p.is_dir()]
+        for folder in removed:
+            log.warning("removing %s: its save never finished", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+        return removed
+
     def prepare_resume(self) -> Path | None:
         """Drop what came after the checkpoint a resumed run restarts from; return that checkpoint."""
         checkpoint = self.resumable_checkpoint()
-        journaled = {Path(r["path"]).name for r in self.checkpoint_records()}
-        if self.checkpoints.is_dir():
-            for folder in self.checkpoints.iterdir():
-                if folder.is_dir() and folder.name not in journaled:
-                    shutil.rmtree(folder)  # a save that never finished
-        step = int(checkpoint.name.rsplit("-", 1)[-1]) if checkpoint else 0
+        self.remove_unfinished_saves()
+        step = checkpoint_step(checkpoint) if checkpoint else 0
         kept = [r for r in read_jsonl(self.metrics) if r.get("step", 0) <= step]
         write_atomic(self.metrics, "".join(json.dumps(r) + "\n" for r in kept))
         records = [r for r in self.checkpoint_records() if r["name"] != "final" and r["step"] <= step]
