@@ -10,7 +10,7 @@ from conftest import run_posttrain
 
 BAD_COMMAND_LINES = [
     (["model=foo"], "unknown model 'foo'. Fix: choose one of: "),
-    (["method=nope"], "unknown method 'nope'. Fix: choose one of: dpo, "),
+    (["method=nope"], "unknown method 'nope'. Fix: choose one of: cpo, distill, dpo, grpo, "),
     (["dataset=nope"], "unknown dataset 'nope'"),
     (["learning_rte=1e-4"], "unknown config key 'learning_rte'. Fix: did you mean learning_rate?"),
     (["training.logging_stepz=3"], "did you mean training.logging_steps?"),
@@ -57,4 +57,8 @@ def test_help_lists_every_group_and_method(workdir):
     assert result.returncode == 0
     for expected in ("model: ", "method: ", "dataset: ", "hardware: ", "peft: ", "experiment: ", "tictactoe"):
         assert expected in result.stdout
-    assert "sft  supervised fine-tuning" in result.stdout
+    methods = result.stdout.split("== Methods", 1)[1]
+    from posttrain.registry import METHODS
+
+    for name, method in METHODS.items():
+        assert f"  {name} " in methods and method.summary in methods

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from posttrain.registry import get_method
+
 
 def uses_lora(cfg: DictConfig) -> bool:
     return cfg.peft.name != "none" and cfg.lora_rank > 0
@@ -22,7 +24,7 @@ def lora_config(cfg: DictConfig):
         lora_alpha=cfg.peft.lora_alpha,
         lora_dropout=cfg.peft.lora_dropout,
         target_modules=targets,
-        task_type="CAUSAL_LM",
+        task_type="SEQ_CLS" if get_method(cfg.method.name).head == "sequence_classification" else "CAUSAL_LM",
     )
 
 

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from posttrain.errors import PosttrainError
 from posttrain.registry import get_method
@@ -91,7 +91,12 @@ def check_model(cfg: DictConfig) -> None:
     if model.init == "pretrained" and not model.path:
         raise PosttrainError("model.init=pretrained needs model.path", "set model.path=<hub id or directory>")
     path = model.path
-    if path and model.init != "random" and looks_local(str(path)):
+    in_package = str(path).startswith("pkg://")  # a model shipped inside an installed Python package
+    if in_package or model.gguf_file:
+        from posttrain.models.loading import check_model_source
+
+        check_model_source(model)
+    if path and model.init != "random" and looks_local(str(path)) and not in_package:
         if not Path(str(path)).expanduser().exists():
             raise PosttrainError(
                 f"model path {path} does not exist",
@@ -143,9 +148,37 @@ def check_output_dir(path: str) -> None:
         ) from None
 
 
+def check_mandatory(cfg: DictConfig) -> None:
+    """Fields marked ??? (e.g. method.teacher) and those a preset lists under `required` (e.g. model.path
+    of experiment=tictactoe_dpo) are given."""
+    plain = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    missing = set(OmegaConf.missing_keys(plain))
+    missing |= {str(key) for key in cfg.get("required") or [] if OmegaConf.select(cfg, str(key)) in (None, "")}
+    missing = sorted(missing)
+    if missing:
+        raise PosttrainError(
+            f"{', '.join(missing)} must be set for this config", " ".join(f"{key}=..." for key in missing) + " on the command line"
+        )
+
+
+def check_method(cfg: DictConfig) -> None:
+    """Rewards and a teacher name things that exist."""
+    from posttrain.registry import get_reward
+
+    for entry in cfg.method.get("rewards") or []:
+        get_reward(str(entry.get("name")))
+        path = entry.get("path")
+        if entry.get("name") == "reward_model" and (not path or not Path(str(path)).expanduser().exists()):
+            raise PosttrainError(f"reward model {path} does not exist", "point the reward_model reward's path at a method=reward run directory")
+    teacher = cfg.method.get("teacher")
+    if teacher and looks_local(str(teacher)) and not Path(str(teacher)).expanduser().exists():
+        raise PosttrainError(f"teacher model {teacher} does not exist", "set method.teacher to a run directory or model directory")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Every check that needs neither a model nor the data rows."""
-    get_method(cfg.method.name)
+    check_mandatory(cfg)
+    check_method(cfg)
     check_knobs(cfg)
     check_model(cfg)
     check_peft(cfg)

@@ -121,6 +121,7 @@ def check_command_line(overrides: list[str], config_name: str, multirun: bool) -
     """Compose the config for every value of the command line and run the config checks on it."""
     from posttrain.checks import check_config, check_output_dir
     from posttrain.run.pipeline import pipeline_stages, single_method_config
+    from posttrain.search import check_search
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
@@ -154,6 +155,8 @@ def check_command_line(overrides: list[str], config_name: str, multirun: bool) -
                     raise PosttrainError(f"stage {stage}: {error.problem}", error.fix) from None
             output = cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir
             check_output_dir(str(output))
+            if multirun:
+                check_search(cfg)
 
 
 def compose_tool_config(config_name: str, overrides: list[str]) -> DictConfig:

@@ -26,9 +26,15 @@ def _eval_split_metrics(trainer) -> dict:
 
 
 def evaluate_run(cfg: DictConfig, trainer, tokenizer) -> dict:
-    results = _eval_split_metrics(trainer)
     task = cfg.dataset.get("task")
-    if task == "tictactoe":
+    from posttrain.registry import get_method
+
+    online = get_method(cfg.method.name).form == "prompt"
+    # Online methods evaluate by sampling every eval prompt several times: at the end only when they also
+    # evaluated during training (training.eval_steps > 0); the task evaluation covers the rest.
+    results = {} if online and not cfg.training.eval_steps else _eval_split_metrics(trainer)
+    generates = trainer.accelerator.unwrap_model(trainer.model).can_generate()
+    if task == "tictactoe" and generates:
         from posttrain.tictactoe.evaluate import evaluate
 
         model = trainer.accelerator.unwrap_model(trainer.model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import re
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -39,6 +40,12 @@ def job_dir_name(override_dirname: str) -> str:
     return safe_name(override_dirname) or "default"
 
 
+def example_file(name: str) -> str:
+    """${posttrain.example:nli_train.jsonl}: a data file shipped in posttrain/data/examples/."""
+    return str(Path(__file__).resolve().parent / "data" / "examples" / name)
+
+
 def register_resolvers() -> None:
+    OmegaConf.register_new_resolver("posttrain.example", example_file, replace=True)
     OmegaConf.register_new_resolver("posttrain.run_dir_name", run_dir_name, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("posttrain.job_dir_name", job_dir_name, replace=True)

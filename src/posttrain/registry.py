@@ -35,6 +35,8 @@ class Method:
     # metrics it logs beyond loss, learning rate, grad norm and tokens/s
     metrics: tuple[str, ...]
     summary: str
+    # what it trains on top of the network: causal_lm, or sequence_classification (one score: reward models)
+    head: str = "causal_lm"
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -46,17 +48,68 @@ class Method:
         return getattr(module, function_name)(inputs)
 
 
-_DPO_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins")
+_PAIR_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins")
+_ONLINE_METRICS = ("reward", "reward_std", "rewards/<name>/mean", "completions/mean_length", "kl")
 
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("sft", "sft:build_sft", "completion", False, ("mean_token_accuracy",),
                "supervised fine-tuning on completions (TRL SFTTrainer)"),
-        Method("dpo", "dpo:build_dpo", "preference", True, _DPO_METRICS,
+        Method("pretrain", "sft:build_sft", "text", False, ("mean_token_accuracy",),
+               "causal-LM training on raw text; from a checkpoint, mid-training (TRL SFTTrainer)"),
+        Method("dpo", "dpo:build_dpo", "preference", True, _PAIR_METRICS,
                "direct preference optimization and its loss variants (TRL DPOTrainer)"),
+        Method("simpo", "cpo:build_cpo", "preference", False, (*_PAIR_METRICS, "nll_loss"),
+               "SimPO, reference-free length-normalised preference loss (trl.experimental CPOTrainer)"),
+        Method("cpo", "cpo:build_cpo", "preference", True, (*_PAIR_METRICS, "nll_loss"),
+               "contrastive preference optimization (trl.experimental CPOTrainer)"),
+        Method("orpo", "orpo:build_orpo", "preference", False, (*_PAIR_METRICS, "log_odds_ratio", "nll_loss"),
+               "odds-ratio preference optimization, SFT and preference in one loss (trl.experimental ORPOTrainer)"),
+        Method("kto", "kto:build_kto", "unpaired", True, ("rewards/chosen", "rewards/rejected", "rewards/margins", "kl"),
+               "Kahneman-Tversky optimization from unpaired good/bad completions (TRL KTOTrainer)"),
+        Method("reward", "reward:build_reward", "preference", False, ("accuracy", "margin", "mean_reward"),
+               "reward model from preference pairs (TRL RewardTrainer)", head="sequence_classification"),
+        Method("grpo", "online:build_grpo", "prompt", False, _ONLINE_METRICS,
+               "group relative policy optimization, online RL with rewards (TRL GRPOTrainer)"),
+        Method("rloo", "online:build_rloo", "prompt", False, _ONLINE_METRICS,
+               "REINFORCE leave-one-out, online RL with rewards (TRL RLOOTrainer)"),
+        Method("distill", "distill:build_distill", "prompt", False, ("entropy",),
+               "on-policy knowledge distillation from a teacher model (TRL DistillationTrainer)"),
     )
 }
+
+
+@dataclass(frozen=True)
+class Reward:
+    name: str
+    # "function" in posttrain.rewards that builds it from the reward entry's fields
+    builder: str
+    summary: str
+
+    def build(self, fields: dict):
+        from posttrain import rewards
+
+        return getattr(rewards, self.builder)(**fields)
+
+
+# Rewards for the online methods (method.rewards lists them by name with a weight and their fields).
+REWARDS: dict[str, Reward] = {
+    r.name: r
+    for r in (
+        Reward("tictactoe", "tictactoe_rules", "the rules: 1 optimal move, 0 legal move, -1 illegal or no move"),
+        Reward("format", "format_match", "1 when the completion matches `pattern` (a regex), else 0"),
+        Reward("exact_match", "exact_match", "1 when the answer equals the row's `column` (after `answer_prefix`)"),
+        Reward("reward_model", "reward_model", "the score of a trained reward model (`path`: a method=reward run)"),
+    )
+}
+
+
+def get_reward(name: str) -> Reward:
+    try:
+        return REWARDS[name]
+    except KeyError:
+        raise PosttrainError(f"unknown reward '{name}'", f"choose one of: {', '.join(sorted(REWARDS))}") from None
 
 
 def get_method(name: str) -> Method:

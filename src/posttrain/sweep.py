@@ -20,7 +20,7 @@ unfinished_jobs: list[str] = []
 
 def job_dirs(sweep_dir: Path) -> list[RunDir]:
     """Job folders of a sweep: those holding a status.json (directly, not inside a stage)."""
-    return sorted(RunDir(p.parent) for p in sweep_dir.glob("*/status.json"))
+    return [RunDir(p.parent) for p in sorted(sweep_dir.glob("*/status.json"))]
 
 
 def summarize(sweep_dir: Path, launched_at: str) -> tuple[str, list[str]]:

@@ -32,6 +32,22 @@ class TrainerInputs:
     hardware: Hardware
     report_to: list[str]
 
+    def reference_copy(self):
+        """DPO-family reference model: with LoRA, TRL scores the reference by disabling the adapter (no
+        second copy, so None); full fine-tuning gets a frozen copy made here, so models with random init or
+        without a hub name have a valid reference too."""
+        from trl.experimental.utils import create_reference_model
+
+        return None if self.peft_config is not None else create_reference_model(self.model)
+
+    def trl_config(self, config_class):
+        """The method's TRL config object built from config_fields(); shared fields the class does not have
+        (e.g. max_length for online methods) are left out, while an unknown method.args field is an error."""
+        fields = self.config_fields()
+        own = set(OmegaConf.to_container(self.cfg.method.args, resolve=True))
+        known = config_class.__dataclass_fields__
+        return config_class(**{k: v for k, v in fields.items() if k in known or k in own})
+
     def config_fields(self) -> dict[str, Any]:
         """Fields for the method's TRL config: top-level knobs, training group, hardware, then method.args."""
         cfg, training = self.cfg, self.cfg.training

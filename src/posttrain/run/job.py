@@ -16,11 +16,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from posttrain.distributed import export_distributed_env, run_dir_for_this_process
 from posttrain.errors import PosttrainError
 from posttrain.redact import install_log_redaction
 from posttrain.run.pipeline import pipeline_stages, run_pipeline, single_method_config
-from posttrain.run.rundir import RunDir, now
+from posttrain.run.rundir import now
 from posttrain.run.train import Interrupted, config_for_run, train_run
+from posttrain.search import failed_job_value
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,8 @@ def _first_line(error: BaseException) -> str:
 
 def run_job(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
-    run_dir = RunDir(hydra_cfg.runtime.output_dir)
+    export_distributed_env()  # a Slurm job of several processes: RANK, WORLD_SIZE, ... for the Trainer
+    run_dir = run_dir_for_this_process(hydra_cfg.runtime.output_dir)  # only rank 0 writes it
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     command_line = list(hydra_cfg.overrides.task)
     install_log_redaction()
@@ -72,7 +75,7 @@ def run_job(cfg: DictConfig) -> float | None:
         run_dir.set_status("failed", error=error.line())
         if in_sweep:
             log.error("job failed: %s", error.line())
-            return None
+            return failed_job_value(cfg, hydra_cfg.sweeper)
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"posttrain: error: {error.line()}", file=sys.stderr)
@@ -81,7 +84,7 @@ def run_job(cfg: DictConfig) -> float | None:
         run_dir.set_status("failed", error=_first_line(error))
         if in_sweep:
             log.exception("job failed: %s", _first_line(error))
-            return None
+            return failed_job_value(cfg, hydra_cfg.sweeper)
         raise
 
 

@@ -88,9 +88,10 @@ def single_method_config(cfg: DictConfig, command_line: list[str], config_name: 
 
 def stage_key(stage_cfg: DictConfig, previous_key: str | None) -> str:
     """What makes a stage's result: its config (less names and trackers) and the stage it starts from.
-    dpo_beta is left out: a method that uses it carries it resolved in method.args."""
+    dpo_beta is left out: a method that uses it carries it resolved in method.args. So are the stage list
+    (a sweep over stages.dpo.* leaves the SFT stage as it is) and the sweeper's objective."""
     plain = OmegaConf.to_container(stage_cfg, resolve=True)
-    for key in ("run_name", "wandb_project", "wandb_name", "logger", "hydra", "dpo_beta"):
+    for key in ("run_name", "wandb_project", "wandb_name", "logger", "hydra", "dpo_beta", "stages", "objective"):
         plain.pop(key, None)
     if previous_key is not None:
         plain["model"]["path"] = previous_key

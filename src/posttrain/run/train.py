@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import shutil
+import signal
 import time
 
 import torch
@@ -15,6 +18,7 @@ from transformers import PrinterCallback, set_seed
 from posttrain import adapters
 from posttrain.checks import check_config
 from posttrain.data.loading import load_data
+from posttrain.distributed import is_main_process
 from posttrain.errors import PosttrainError
 from posttrain.evaluation import evaluate_run
 from posttrain.hardware import resolve_hardware
@@ -28,9 +32,10 @@ from posttrain.models.loading import (
     tokenizer_identity,
     uses_random_init,
 )
+from posttrain.redact import redact
 from posttrain.registry import get_method
 from posttrain.run.callbacks import CheckpointJournal, MetricsLog, NonFiniteGuard, StopOnSignal
-from posttrain.run.rundir import COMPLETED, RunDir, write_atomic
+from posttrain.run.rundir import COMPLETED, RunDir, fsync_tree, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +51,11 @@ class Interrupted(Exception):
 def _save_final(trainer, tokenizer, run_dir: RunDir, cfg: DictConfig, base_weights, chat: bool) -> None:
     """final/ is written beside under a temporary name and renamed into place once complete."""
     staging = run_dir.path / ".final.tmp"
-    if staging.exists():
+    if staging.exists() and is_main_process():
         shutil.rmtree(staging)
-    trainer.save_model(str(staging))
+    trainer.save_model(str(staging))  # every process calls it (collective under FSDP/DeepSpeed); rank 0 writes
+    if not is_main_process():
+        return
     (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; config.yaml records the settings
     tokenizer.save_pretrained(str(staging))
     identity = {
@@ -57,7 +64,8 @@ def _save_final(trainer, tokenizer, run_dir: RunDir, cfg: DictConfig, base_weigh
         "chat": chat,
         "base_model": model_identity(cfg.model, base_weights),
     }
-    write_atomic(staging / IDENTITY_FILE, json.dumps(identity, indent=2) + "\n")
+    write_atomic(staging / IDENTITY_FILE, json.dumps(redact(identity), indent=2) + "\n")  # no credentials
+    fsync_tree(staging)
     if run_dir.final.exists():
         shutil.rmtree(run_dir.final)
     staging.rename(run_dir.final)
@@ -74,7 +82,65 @@ def _out_of_memory(cfg: DictConfig) -> PosttrainError:
     )
 
 
+# errno values of a full disk / exhausted quota
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# Less free space than this after a failed write means the disk filled up: torch.save reports a full disk
+# as a RuntimeError without an errno.
+NEARLY_FULL_BYTES = 64 * 2**20
+
+
+def _disk_full(error: BaseException, run_dir: RunDir) -> bool:
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in DISK_FULL_ERRNOS:
+            return True
+        if "No space left on device" in str(seen) or "Disk quota exceeded" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    if not isinstance(error, (OSError, RuntimeError)):
+        return False
+    try:
+        return shutil.disk_usage(run_dir.path).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
+def _cpu_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+
+
+@contextlib.contextmanager
+def _resource_errors_explained(cfg: DictConfig, run_dir: RunDir):
+    """Out of memory and a full disk end the run with one line naming the cause and the fix. A save the
+    full disk cut short is removed; the last complete checkpoint stays for the next attempt to resume."""
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise _out_of_memory(cfg) from None
+    except (PosttrainError, Interrupted):
+        raise
+    except Exception as error:
+        if _cpu_out_of_memory(error):
+            raise _out_of_memory(cfg) from None
+        if not _disk_full(error, run_dir):
+            raise
+        removed = run_dir.remove_unfinished_saves() if is_main_process() else []
+        last = run_dir.resumable_checkpoint()
+        raise PosttrainError(
+            f"disk full at {run_dir.path}: writing the run's files failed"
+            f"{' (the unfinished save was removed)' if removed else ''}; "
+            f"last complete checkpoint: {last.name if last else 'none'}",
+            "free space on that disk and run the same command again to resume, "
+            "or point hydra.run.dir at a disk with room",
+        ) from None
+
+
 def train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
+    with _resource_errors_explained(cfg, run_dir):
+        return _train_run(cfg, run_dir)
+
+
+def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
     check_config(cfg)
     quiet_libraries()
     method = get_method(cfg.method.name)
@@ -83,18 +149,18 @@ def train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
     data = load_data(cfg.dataset, method, int(cfg.seed), tokenizer_identity(cfg.model))
 
     tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model, tokenizer, hardware.dtype, adapters.quantization_config(cfg))
+    model = load_model(cfg.model, tokenizer, hardware.dtype, adapters.quantization_config(cfg), head=method.head)
     base_weights = None
     if adapters.uses_lora(cfg) and uses_random_init(cfg.model):
         # A LoRA adapter is only meaningful with its base: keep the randomly initialised base beside it.
         base_weights = run_dir.path / "base_model"
-        if not base_weights.exists():
+        if not base_weights.exists() and is_main_process():
             model.save_pretrained(str(base_weights))
             tokenizer.save_pretrained(str(base_weights))
 
-    metrics = MetricsLog(run_dir)
-    stopper = StopOnSignal()
     guard = NonFiniteGuard(cfg.training.on_nonfinite_loss)
+    metrics = MetricsLog(run_dir, nonfinite_steps=guard.bad_steps)
+    stopper = StopOnSignal()
     report_to, tracker_callbacks = tracker_setup(cfg, run_dir)
     inputs = TrainerInputs(
         cfg=cfg,
@@ -114,12 +180,10 @@ def train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
         log.info("resuming from %s", resume_from)
     log.info("training: method=%s on %s (%s), run dir %s", method.name, hardware.device, hardware.precision, run_dir.path)
     started = time.monotonic()
-    try:
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    except torch.OutOfMemoryError:
-        raise _out_of_memory(cfg) from None
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     if stopper.received is not None:
-        raise Interrupted(f"stopped by signal {stopper.received} at step {trainer.state.global_step}", stopper.received)
+        signame = signal.Signals(stopper.received).name
+        raise Interrupted(f"stopped by {signame} at step {trainer.state.global_step}", stopper.received)
     if guard.bad_steps and cfg.training.on_nonfinite_loss == "stop":
         last = run_dir.resumable_checkpoint()
         raise PosttrainError(
