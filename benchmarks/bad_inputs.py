@@ -32,9 +32,8 @@ def files(root: Path) -> dict[str, str]:
 
 
 def cases(paths: dict[str, str], root: Path) -> list[tuple[str, list[str]]]:
-    readonly = root / "readonly"
-    readonly.mkdir()
-    os.chmod(readonly, 0o555)
+    blocker = root / "a_file"  # a file where a directory is needed: cannot be written even as root
+    blocker.write_text("x")
     return [
         ("unknown group option", ["model=foo"]),
         ("misspelled key", ["learning_rat=1e-3"]),
@@ -55,7 +54,7 @@ def cases(paths: dict[str, str], root: Path) -> list[tuple[str, list[str]]]:
         ("model path does not exist", ["method=sft", "model.path=/no/such/model"]),
         ("hardware=gpu without a GPU", ["hardware=gpu"]),
         ("peft=qlora on CPU", ["method=sft", "peft=qlora", "lora_rank=8"]),
-        ("output dir not writable", ["method=sft", f"hydra.run.dir={readonly}/run"]),
+        ("output dir not writable", ["method=sft", f"hydra.run.dir={blocker}/run"]),
         ("unknown method", ["method=ppo"]),
         ("distill without teacher", ["method=distill"]),
         ("preset needs a value", ["experiment=tictactoe_dpo"]),
@@ -63,11 +62,14 @@ def cases(paths: dict[str, str], root: Path) -> list[tuple[str, list[str]]]:
 
 
 def main() -> None:
+    wanted = sys.argv[1:]  # case names to run (all when none)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     print("| case | exit | seconds | message |\n|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         for name, args in cases(files(root), root):
+            if wanted and name not in wanted:
+                continue
             started = time.perf_counter()
             result = subprocess.run([sys.executable, "-m", "posttrain", *args], cwd=root, env=env,
                                     capture_output=True, text=True, timeout=600)
