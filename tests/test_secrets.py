@@ -112,3 +112,11 @@ def test_remote_code_in_a_model_directory_does_not_run(tmp_path):
     model_cfg.trust_remote_code = True  # the model config opts in: now (and only now) the code runs
     assert type(load_model(model_cfg, tokenizer, torch.float32)).__name__ == "CustomModel"
     assert marker.exists()
+
+
+def test_sweep_job_folder_names_mask_credential_values():
+    from posttrain.naming import job_dir_name
+
+    name = job_dir_name("+model.my_api_key=sekrit123,dpo_beta=0.1")
+    assert "sekrit123" not in name and "dpo_beta=0.1" in name
+    assert job_dir_name("dpo_beta=0.1,max_new_tokens=5") == "dpo_beta=0.1,max_new_tokens=5"

@@ -36,8 +36,11 @@ def run_dir_name(run_name, dataset, model, method, learning_rate, beta) -> str:
 
 
 def job_dir_name(override_dirname: str) -> str:
-    """multirun/ job folder: the job's overrides (method=dpo,dpo_beta=0.1), or 'default' when there are none."""
-    return safe_name(override_dirname) or "default"
+    """multirun/ job folder: the job's overrides (method=dpo,dpo_beta=0.1), or 'default' when there are none.
+    Values of credential-like keys (api_key=..., token=...) are masked, never written into a folder name."""
+    from posttrain.redact import redact_text
+
+    return safe_name(redact_text(override_dirname)) or "default"
 
 
 def example_file(name: str) -> str:

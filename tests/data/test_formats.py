@@ -190,3 +190,8 @@ def test_skip_bad_rows_skips_and_counts(tmp_path):
     assert len(data.train) == 2
     assert len(data.skipped) == 2 and "line 2" in data.skipped[0] and "line 3" in data.skipped[1]
     assert "2 bad rows skipped" in data.describe()
+
+
+def test_a_directory_is_not_a_data_file(tmp_path):
+    (tmp_path / "shards").mkdir()
+    assert "is a directory, not a data file" in error_line(tmp_path / "shards")

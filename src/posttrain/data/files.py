@@ -119,6 +119,8 @@ def read_rows(path_text: str, skip_bad_rows: bool = False, skipped: list[str] | 
     """All rows of a data file. Broken rows raise, or are listed in `skipped` with skip_bad_rows."""
     path = Path(path_text).expanduser()
     skipped = [] if skipped is None else skipped
+    if path.is_dir():
+        raise PosttrainError(f"dataset path {path} is a directory, not a data file", "point dataset.path at a .jsonl, .json, .parquet or .csv file")
     if path.suffix not in EXTENSIONS:
         raise PosttrainError(
             f"{path} has an unknown extension '{path.suffix}'",
