@@ -40,6 +40,19 @@ class TrainerInputs:
 
         return None if self.peft_config is not None else create_reference_model(self.model)
 
+    def trainer_kwargs(self, config_class) -> dict[str, Any]:
+        """What every TRL trainer takes: the model, its TRL config, the data splits, the tokenizer, the
+        LoRA config and posttrain's callbacks. A factory adds what is particular to its method."""
+        return {
+            "model": self.model,
+            "args": self.trl_config(config_class),
+            "train_dataset": self.data.train,
+            "eval_dataset": self.data.eval,
+            "processing_class": self.tokenizer,
+            "peft_config": self.peft_config,
+            "callbacks": self.callbacks,
+        }
+
     def trl_config(self, config_class):
         """The method's TRL config object built from config_fields(); shared fields the class does not have
         (e.g. max_length for online methods) are left out, while an unknown method.args field is an error."""

@@ -7,12 +7,4 @@ from posttrain.methods.common import TrainerInputs
 
 
 def build_cpo(inputs: TrainerInputs) -> CPOTrainer:
-    return CPOTrainer(
-        model=inputs.model,
-        args=inputs.trl_config(CPOConfig),
-        train_dataset=inputs.data.train,
-        eval_dataset=inputs.data.eval,
-        processing_class=inputs.tokenizer,
-        peft_config=inputs.peft_config,
-        callbacks=inputs.callbacks,
-    )
+    return CPOTrainer(**inputs.trainer_kwargs(CPOConfig))

@@ -19,13 +19,4 @@ def build_distill(inputs: TrainerInputs) -> DistillationTrainer:
             f"teacher {teacher_path} has a different tokenizer from the student",
             "distill between models that share a tokenizer (same model family)",
         )
-    return DistillationTrainer(
-        model=inputs.model,
-        teacher_model=teacher.to(inputs.model.device),
-        args=inputs.trl_config(DistillationConfig),
-        train_dataset=inputs.data.train,
-        eval_dataset=inputs.data.eval,
-        processing_class=inputs.tokenizer,
-        peft_config=inputs.peft_config,
-        callbacks=inputs.callbacks,
-    )
+    return DistillationTrainer(teacher_model=teacher.to(inputs.model.device), **inputs.trainer_kwargs(DistillationConfig))

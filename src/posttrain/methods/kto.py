@@ -7,13 +7,4 @@ from posttrain.methods.common import TrainerInputs
 
 
 def build_kto(inputs: TrainerInputs) -> KTOTrainer:
-    return KTOTrainer(
-        model=inputs.model,
-        ref_model=inputs.reference_copy(),
-        args=inputs.trl_config(KTOConfig),
-        train_dataset=inputs.data.train,
-        eval_dataset=inputs.data.eval,
-        processing_class=inputs.tokenizer,
-        peft_config=inputs.peft_config,
-        callbacks=inputs.callbacks,
-    )
+    return KTOTrainer(ref_model=inputs.reference_copy(), **inputs.trainer_kwargs(KTOConfig))

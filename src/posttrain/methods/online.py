@@ -34,19 +34,9 @@ def build_rewards(entries) -> tuple[list, list, list[float]]:
 
 def _online(trainer_class, config_class, inputs: TrainerInputs):
     funcs, tokenizers, weights = build_rewards(inputs.cfg.method.get("rewards"))
-    args = inputs.trl_config(config_class)
-    args.reward_weights = weights
-    return trainer_class(
-        model=inputs.model,
-        reward_funcs=funcs,
-        args=args,
-        train_dataset=inputs.data.train,
-        eval_dataset=inputs.data.eval,
-        processing_class=inputs.tokenizer,
-        reward_processing_classes=tokenizers,
-        peft_config=inputs.peft_config,
-        callbacks=inputs.callbacks,
-    )
+    kwargs = inputs.trainer_kwargs(config_class)
+    kwargs["args"].reward_weights = weights
+    return trainer_class(reward_funcs=funcs, reward_processing_classes=tokenizers, **kwargs)
 
 
 def build_grpo(inputs: TrainerInputs) -> GRPOTrainer:

@@ -7,12 +7,4 @@ from posttrain.methods.common import TrainerInputs
 
 
 def build_reward(inputs: TrainerInputs) -> RewardTrainer:
-    return RewardTrainer(
-        model=inputs.model,
-        args=inputs.trl_config(RewardConfig),
-        train_dataset=inputs.data.train,
-        eval_dataset=inputs.data.eval,
-        processing_class=inputs.tokenizer,
-        peft_config=inputs.peft_config,
-        callbacks=inputs.callbacks,
-    )
+    return RewardTrainer(**inputs.trainer_kwargs(RewardConfig))

@@ -7,12 +7,4 @@ from posttrain.methods.common import TrainerInputs
 
 
 def build_sft(inputs: TrainerInputs) -> SFTTrainer:
-    return SFTTrainer(
-        model=inputs.model,
-        args=inputs.trl_config(SFTConfig),
-        train_dataset=inputs.data.train,
-        eval_dataset=inputs.data.eval,
-        processing_class=inputs.tokenizer,
-        peft_config=inputs.peft_config,
-        callbacks=inputs.callbacks,
-    )
+    return SFTTrainer(**inputs.trainer_kwargs(SFTConfig))
