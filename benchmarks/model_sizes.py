@@ -18,15 +18,11 @@ from transformers.utils import logging as hf_logging
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
 
-# Parameter counts published with each model (the hub's safetensors total, embeddings included).
+# Parameter counts published with each model (the hub's safetensors total, embeddings included), as the
+# model configs record them.
 PUBLISHED = {
-    "smollm2-135m": 134_515_008,
-    "qwen2.5-0.5b": 494_032_768,
-    "qwen3-4b": 4_022_468_096,
-    "qwen3-8b": 8_190_735_360,
-    "qwen3-30b-a3b": 30_532_122_624,
-    "smollm3-3b": 3_075_098_624,
-    "mistral-7b": 7_241_732_096,
+    path.stem: OmegaConf.load(path).published_parameters
+    for path in sorted(CONF.glob("*.yaml")) if "published_parameters" in OmegaConf.load(path)
 }
 # Active parameters per token the model card gives for mixture-of-experts models.
 PUBLISHED_ACTIVE = {"qwen3-30b-a3b": 3.3e9}

@@ -79,22 +79,8 @@ def exact_match(column: str = "answer", answer_prefix: str | None = None, **_unu
 
 def reward_model(path: str | None = None, **_unused):
     """A trained reward model (a `method=reward` run directory or its final/) scoring prompt + completion."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from posttrain.models.loading import resolve_path
+    from posttrain.models.loading import load_trained
 
     if not path:
         raise PosttrainError("the reward_model reward has no path", "set its path to a method=reward run directory")
-    final = resolve_path(str(path))
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(final, num_labels=1, use_safetensors=True)
-        tokenizer = AutoTokenizer.from_pretrained(final)
-    except (OSError, ValueError) as err:
-        raise PosttrainError(
-            f"cannot load a reward model from {path}: {str(err).splitlines()[0]}",
-            "point the reward_model reward's path at the run directory of a finished method=reward run",
-        ) from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model.config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer
+    return load_trained(str(path), head="sequence_classification")

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 from transformers import AutoConfig, AutoModelForCausalLM
 
 import posttrain.cli  # noqa: F401  (registers the config resolvers)
@@ -17,15 +19,11 @@ from posttrain.models.loading import load_model, load_tokenizer, load_trained
 from conftest import only_run_dir, read_jsonl, read_results, run_posttrain
 
 HUB_CONFIGS = ["qwen2.5-0.5b", "qwen3-4b", "qwen3-8b", "qwen3-30b-a3b", "smollm3-3b", "mistral-7b"]
-# Parameter counts published with each model (the hub's safetensors total, embeddings included).
+# Parameter counts published with each model, as the model configs record them.
 PUBLISHED = {
-    "smollm2-135m": 134_515_008,
-    "qwen2.5-0.5b": 494_032_768,
-    "qwen3-4b": 4_022_468_096,
-    "qwen3-8b": 8_190_735_360,
-    "qwen3-30b-a3b": 30_532_122_624,
-    "smollm3-3b": 3_075_098_624,
-    "mistral-7b": 7_241_732_096,
+    path.stem: OmegaConf.load(path).published_parameters
+    for path in sorted((Path(__file__).resolve().parents[2] / "conf" / "model").glob("*.yaml"))
+    if "published_parameters" in OmegaConf.load(path)
 }
 MODEL_TYPES = {
     "qwen2.5-0.5b": "qwen2", "qwen3-4b": "qwen3", "qwen3-8b": "qwen3", "qwen3-30b-a3b": "qwen3_moe",

@@ -209,16 +209,19 @@ def load_model(model_cfg: DictConfig, tokenizer, dtype: torch.dtype, quantizatio
     return model
 
 
-def load_trained(path: str, dtype: torch.dtype = torch.float32):
-    """The model and tokenizer a posttrain run produced (a run directory or its final/)."""
+def load_trained(path: str, dtype: torch.dtype = torch.float32, head: str = "causal_lm"):
+    """The model and tokenizer a posttrain run produced (a run directory or its final/); head
+    sequence_classification for a reward model."""
     final = resolve_path(path)
     if final is None or not Path(final).is_dir():
         raise PosttrainError(f"{path} is not a run directory or model directory", "pass run=<a run directory with final/>")
     model_cfg = OmegaConf.create({"path": final, "init": "pretrained", "gguf_file": None, "trust_remote_code": False})
-    model = _pretrained_model(final, model_cfg, dtype)
+    model = _pretrained_model(final, model_cfg, dtype, head=head)
     tokenizer = AutoTokenizer.from_pretrained(final)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
 
 
