@@ -64,7 +64,8 @@ class MetricsLog(TrainerCallback):
         if not is_eval:
             now = time.monotonic()
             tokens = state.num_input_tokens_seen
-            if self._last_time is not None and now > self._last_time:
+            # trainers that count no input tokens (CPO, ORPO) get no speed figure rather than a false 0
+            if self._last_time is not None and now > self._last_time and tokens > self._last_tokens:
                 record["tokens_per_second"] = round((tokens - self._last_tokens) / (now - self._last_time), 1)
             self._last_time, self._last_tokens = now, tokens
             window = range(self._last_step + 1, state.global_step + 1)

@@ -1,0 +1,39 @@
+"""The metrics log's speed figure: tokens/s from the tokens the trainer counted, and none (rather than a
+false 0) for trainers that count no tokens."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+from posttrain.run.callbacks import MetricsLog
+
+
+class FakeRunDir:
+    def __init__(self):
+        self.records = []
+
+    def log_metrics(self, record):
+        self.records.append(record)
+
+
+def logged(tokens_after: int) -> dict:
+    run_dir = FakeRunDir()
+    callback = MetricsLog(run_dir)
+    state = SimpleNamespace(num_input_tokens_seen=0, global_step=0, epoch=0.0, max_steps=10)
+    callback.on_train_begin(None, state, None)
+    time.sleep(0.01)
+    state.num_input_tokens_seen, state.global_step, state.epoch = tokens_after, 5, 0.5
+    callback.on_log(None, state, None, logs={"loss": 1.5, "learning_rate": 1e-3, "num_input_tokens_seen": tokens_after})
+    return run_dir.records[-1]
+
+
+def test_tokens_per_second_comes_from_counted_tokens():
+    record = logged(1000)
+    assert record["step"] == 5 and record["loss"] == 1.5
+    assert 0 < record["tokens_per_second"] < 1000 / 0.01
+    assert "num_input_tokens_seen" not in record
+
+
+def test_no_speed_figure_when_the_trainer_counts_no_tokens():
+    assert "tokens_per_second" not in logged(0)
