@@ -152,3 +152,12 @@ def test_unreadable_dataset_file(workdir):
     print(f"\nunreadable dataset: exit {result.returncode} after {time.monotonic() - started:.1f}s\n{result.stderr.strip()}")
     line = one_error_line(result)
     assert line == f"posttrain: error: dataset file {data} is not readable. Fix: fix its permissions (chmod a+r {data})."
+
+
+def test_an_objective_missing_from_the_results_leaves_the_finished_run_complete(tmp_path):
+    result = run_posttrain([*SHORT, "max_steps=2", "objective=no_such_key", "run_name=objective"], tmp_path)
+    line = one_error_line(result)
+    assert "objective 'no_such_key' is not in results.json" in line and "loss" in line
+    run_dir = tmp_path / "outputs" / "objective"
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "completed"
+    assert "train_loss" in read_results(run_dir) and (run_dir / "final").is_dir()

@@ -72,7 +72,8 @@ def run_job(cfg: DictConfig) -> float | None:
         _pass_signal_on(stop)
         sys.exit(1)
     except PosttrainError as error:
-        run_dir.set_status("failed", error=error.line())
+        if not run_dir.is_completed():  # a finished run stays complete (e.g. only its objective key was wrong)
+            run_dir.set_status("failed", error=error.line())
         if in_sweep:
             log.error("job failed: %s", error.line())
             return failed_job_value(cfg, hydra_cfg.sweeper)
