@@ -130,9 +130,13 @@ def check_peft(cfg: DictConfig) -> None:
         raise PosttrainError("peft=qlora trains adapters, but lora_rank is 0", "set lora_rank=16 (or any rank > 0)")
 
 
+# Bytes the output-directory check writes: more than the config files written before training starts.
+WRITE_CHECK_BYTES = 256 * 1024
+
+
 def check_output_dir(path: str) -> None:
-    """The run directory, or its nearest existing parent, must accept a new folder (tried for real, since
-    permission bits say little to root)."""
+    """The run directory, or its nearest existing parent, must accept a new folder with a file in it (tried
+    for real, since permission bits say little to root and a full disk still makes empty folders)."""
     target = Path(path).expanduser().absolute()
     probe = target
     while not probe.exists() and probe != probe.parent:
@@ -140,11 +144,12 @@ def check_output_dir(path: str) -> None:
     try:
         if not probe.is_dir():
             raise NotADirectoryError(str(probe))
-        tempfile.TemporaryDirectory(dir=probe, prefix=".posttrain-write-check-").cleanup()
+        with tempfile.TemporaryDirectory(dir=probe, prefix=".posttrain-write-check-") as folder:
+            (Path(folder) / "probe").write_bytes(bytes(WRITE_CHECK_BYTES))
     except OSError as err:
         raise PosttrainError(
             f"output directory {target} is not writable ({probe}: {err.strerror or type(err).__name__})",
-            "run from a writable directory, or set hydra.run.dir / hydra.sweep.dir to a writable place",
+            "run from a writable directory with free space, or set hydra.run.dir / hydra.sweep.dir to such a place",
         ) from None
 
 

@@ -138,6 +138,20 @@ def test_a_real_full_disk_during_the_first_save(workdir):
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
+def test_a_disk_already_full_stops_before_anything_is_written(workdir):
+    disk = workdir / "full-disk"
+    if not _mount_tmpfs(disk, "1m"):
+        pytest.skip("mounting a small tmpfs needs root with CAP_SYS_ADMIN")
+    try:
+        (disk / "filler").write_bytes(bytes(1024 * 1024 - 4096 * 4))
+        result = run_posttrain([*SHORT, "max_steps=2", f"hydra.run.dir={disk}/run"], workdir)
+        line = one_error_line(result)
+        assert f"output directory {disk}/run is not writable" in line and "No space left on device" in line
+        assert not (disk / "run").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
 def test_unreadable_dataset_file(workdir):
     data = workdir / "data.jsonl"
     data.write_text('{"prompt": "1+1=", "completion": "2"}\n')
