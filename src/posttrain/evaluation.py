@@ -29,10 +29,10 @@ def evaluate_run(cfg: DictConfig, trainer, tokenizer) -> dict:
     task = cfg.dataset.get("task")
     from posttrain.registry import get_method
 
-    online = get_method(cfg.method.name).form == "prompt"
-    # Online methods evaluate by sampling every eval prompt several times: at the end only when they also
+    samples = get_method(cfg.method.name).samples_while_training
+    # Such methods evaluate by sampling every eval prompt several times: at the end only when they also
     # evaluated during training (training.eval_steps > 0); the task evaluation covers the rest.
-    results = {} if online and not cfg.training.eval_steps else _eval_split_metrics(trainer)
+    results = {} if samples and not cfg.training.eval_steps else _eval_split_metrics(trainer)
     generates = trainer.accelerator.unwrap_model(trainer.model).can_generate()
     if task == "tictactoe" and generates:
         from posttrain.tictactoe.evaluate import evaluate

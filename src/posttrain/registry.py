@@ -37,6 +37,9 @@ class Method:
     summary: str
     # what it trains on top of the network: causal_lm, or sequence_classification (one score: reward models)
     head: str = "causal_lm"
+    # whether it samples completions while training (online RL, on-policy distillation): evaluating its eval
+    # split means sampling too, so it is done only when asked for (training.eval_steps > 0)
+    samples_while_training: bool = False
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -71,11 +74,14 @@ METHODS: dict[str, Method] = {
         Method("reward", "reward:build_reward", "preference", False, ("accuracy", "margin", "mean_reward"),
                "reward model from preference pairs (TRL RewardTrainer)", head="sequence_classification"),
         Method("grpo", "online:build_grpo", "prompt", False, _ONLINE_METRICS,
-               "group relative policy optimization, online RL with rewards (TRL GRPOTrainer)"),
+               "group relative policy optimization, online RL with rewards (TRL GRPOTrainer)",
+               samples_while_training=True),
         Method("rloo", "online:build_rloo", "prompt", False, _ONLINE_METRICS,
-               "REINFORCE leave-one-out, online RL with rewards (TRL RLOOTrainer)"),
+               "REINFORCE leave-one-out, online RL with rewards (TRL RLOOTrainer)",
+               samples_while_training=True),
         Method("distill", "distill:build_distill", "prompt", False, ("entropy",),
-               "on-policy knowledge distillation from a teacher model (TRL DistillationTrainer)"),
+               "on-policy knowledge distillation from a teacher model (TRL DistillationTrainer)",
+               samples_while_training=True),
     )
 }
 
