@@ -131,6 +131,7 @@ def check_command_line(overrides: list[str], config_name: str, multirun: bool) -
             f"cannot read override '{err.override}': {message}",
             "write overrides as key=value (e.g. learning_rate=1e-4) and quote values with spaces or brackets",
         ) from None
+    output_dirs: set[str] = set()
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         _check_group_choices(parsed)
         for combo in _combinations(parsed):
@@ -153,10 +154,11 @@ def check_command_line(overrides: list[str], config_name: str, multirun: bool) -
                     check_config(compose(config_name=config_name, overrides=[*overrides, *combo, "stages={}"]))
                 except PosttrainError as error:
                     raise PosttrainError(f"stage {stage}: {error.problem}", error.fix) from None
-            output = cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir
-            check_output_dir(str(output))
+            output_dirs.add(str(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir))
             if multirun:
                 check_search(cfg)
+    for output in sorted(output_dirs):  # a sweep's jobs share one sweep dir: probe it once, not per job
+        check_output_dir(output)
 
 
 def compose_tool_config(config_name: str, overrides: list[str]) -> DictConfig:
