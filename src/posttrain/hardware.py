@@ -1,31 +1,181 @@
-"""conf/hardware/: which device and precision a run trains with."""
+"""conf/hardware/: which device and precision a run trains with, and the throughput settings.
+
+The knobs of conf/hardware/auto.yaml (attention, liger, packing, compile, fused_optimizer, micro_batch,
+micro_batch_tokens, precompute_reference) are resolved once per run here, from the method, the model and
+the GPU at hand. On a CPU `auto` keeps the plain settings, so CPU runs train exactly as before; on a CUDA
+GPU it picks the fast choice. A value other than auto always wins. `Hardware.record()` is what the run
+directory's hardware.json holds; `Hardware.summary()` is the one log line.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib.util
+import logging
+from dataclasses import asdict, dataclass, field
 
 import torch
 from omegaconf import DictConfig
+
+from posttrain.errors import PosttrainError
+
+log = logging.getLogger(__name__)
+
+ATTENTIONS = ("sdpa", "flex_attention", "flash_attention_2", "eager")
+# Methods whose TRL trainer packs whole examples padding-free with per-example attention (SFTTrainer's
+# packing_strategy="bfd": position_ids restart at each example and transformers builds a block-causal mask
+# from them for sdpa/flex/eager, or passes cu_seq_lens to flash attention). TRL 1.16 disables DPO's
+# padding_free, so the preference methods train on padded batches.
+PACKING_METHODS = ("sft", "pretrain")
+# DPO-family methods whose TRL trainer can score a frozen reference once before training.
+PRECOMPUTE_METHODS = ("dpo", "kto")
+# Online methods: their batch is a number of generation groups, so the micro-batch stays batch_size.
+ONLINE_METHODS = ("grpo", "rloo", "distill")
+# sequences per row: the preference methods forward chosen and rejected together
+SEQUENCES_PER_ROW = {"dpo": 2, "simpo": 2, "cpo": 2, "orpo": 2, "reward": 2}
+# Share of the GPU's free memory a micro-batch's activations may take, once the weights, gradients and
+# optimizer state are counted (the rest is headroom for the allocator, kernels' workspaces, the reference).
+ACTIVATION_SHARE = 0.5
+# bytes per parameter held on the GPU while training every weight in bf16/fp16 (weights, gradients, two AdamW
+# states) and with LoRA (frozen weights only); fp32 doubles them
+STATE_BYTES = {"full": 8, "lora": 2}
+# tokens per micro-batch when nothing about the model or the GPU is known
+FALLBACK_TOKENS = 16384
+# the largest micro-batch chosen automatically, in tokens (beyond it a GPU is already saturated)
+MAX_AUTO_TOKENS = 65536
 
 
 @dataclass(frozen=True)
 class Hardware:
     device: str  # cpu | cuda
     precision: str  # fp32 | bf16 | fp16
+    # attn_implementation for model loading; None = the model's default
+    attention: str | None = None
+    liger: bool = False
+    packing: bool = False
+    compile: bool = False
+    fused_optimizer: bool = False
+    # per-device rows per forward pass and gradient accumulation steps; None = the run's own settings
+    micro_batch: int | None = None
+    accumulation: int | None = None
+    # tokens per micro-batch the micro-batch was sized from (None when it was not sized automatically)
+    micro_batch_tokens: int | None = None
+    precompute_reference: bool = False
+    # why each choice was made, knob -> short reason
+    reasons: dict = field(default_factory=dict, compare=False)
 
     @property
     def dtype(self) -> torch.dtype:
         return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
 
     def training_arguments(self) -> dict:
-        return {
+        """TrainingArguments fields every TRL config takes (common.py merges them under method.args)."""
+        fields = {
             "use_cpu": self.device == "cpu",
             "bf16": self.precision == "bf16",
             "fp16": self.precision == "fp16",
         }
+        if self.liger:
+            fields["use_liger_kernel"] = True
+        if self.fused_optimizer:
+            fields["optim"] = "adamw_torch_fused"
+        if self.compile:
+            fields["torch_compile"] = True
+        if self.micro_batch is not None:
+            fields["per_device_train_batch_size"] = self.micro_batch
+            fields["per_device_eval_batch_size"] = self.micro_batch
+            fields["gradient_accumulation_steps"] = self.accumulation
+        return fields
+
+    def method_arguments(self, method: str) -> dict:
+        """Fields of the method's own TRL config: packing for SFT/pretrain, the precomputed reference."""
+        fields = {}
+        if self.packing and method in PACKING_METHODS:
+            fields.update(packing=True, packing_strategy="bfd", padding_free=True)
+        if self.precompute_reference and method in PRECOMPUTE_METHODS:
+            fields["precompute_ref_log_probs"] = True
+        return fields
+
+    def record(self) -> dict:
+        """The resolved choices, for the run directory's hardware.json."""
+        return {k: v for k, v in asdict(self).items()}
+
+    def summary(self) -> str:
+        parts = [f"{self.device} ({self.precision})"]
+        for knob in ("attention", "liger", "packing", "compile", "fused_optimizer", "micro_batch",
+                     "precompute_reference"):
+            value = getattr(self, knob)
+            if knob == "micro_batch" and value is not None:
+                value = f"{value}x{self.accumulation}"
+            reason = self.reasons.get(knob)
+            parts.append(f"{knob}={value}" + (f" ({reason})" if reason else ""))
+        return "hardware: " + ", ".join(parts)
 
 
-def resolve_hardware(cfg: DictConfig) -> Hardware:
+def _switch(value, knob: str) -> bool | None:
+    """auto -> None; true/false (YAML booleans or strings) -> bool."""
+    if value in (None, "auto"):
+        return None
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    raise PosttrainError(f"hardware.{knob} must be auto, true or false, got {value!r}", f"set hardware.{knob}=auto")
+
+
+def installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
+def gpu_free_bytes() -> int | None:
+    try:
+        return int(torch.cuda.mem_get_info()[0])
+    except Exception:  # no CUDA, or no driver
+        return None
+
+
+def model_parameters(model_cfg: DictConfig | None) -> int | None:
+    """Parameters of the model: the published count of its config, else an estimate from its architecture."""
+    if model_cfg is None:
+        return None
+    if model_cfg.get("published_parameters"):
+        return int(model_cfg.published_parameters)
+    arch = model_cfg.get("architecture") or {}
+    if not arch.get("hidden_size") or not arch.get("num_hidden_layers"):
+        return None
+    hidden, layers = int(arch.hidden_size), int(arch.num_hidden_layers)
+    inner = int(arch.get("intermediate_size") or 4 * hidden)
+    vocab = int(arch.get("vocab_size") or 0)
+    return layers * (4 * hidden * hidden + 3 * hidden * inner) + vocab * hidden
+
+
+def activation_bytes_per_token(model_cfg: DictConfig | None, liger: bool) -> int | None:
+    """Activation memory one token keeps for the backward pass without activation checkpointing, in bf16:
+    per layer about 16 hidden-sized and 4 MLP-sized tensors; without Liger add the MLP's unfused
+    intermediates. The LM head's logits are chunked by TRL's fused head, so the vocabulary adds little."""
+    arch = (model_cfg.get("architecture") if model_cfg is not None else None) or {}
+    if not arch.get("hidden_size") or not arch.get("num_hidden_layers"):
+        return None
+    hidden, layers = int(arch.hidden_size), int(arch.num_hidden_layers)
+    inner = int(arch.get("intermediate_size") or 4 * hidden)
+    per_layer = 16 * hidden + (4 if liger else 6) * inner
+    return 2 * layers * per_layer
+
+
+def _largest_divisor_at_most(total: int, limit: int) -> int:
+    limit = max(1, min(total, limit))
+    return next(d for d in range(limit, 0, -1) if total % d == 0)
+
+
+def resolve_hardware(
+    cfg: DictConfig,
+    method: str = "sft",
+    model_cfg: DictConfig | None = None,
+    batch_size: int | None = None,
+    accumulation: int | None = None,
+    lora: bool = False,
+) -> Hardware:
+    """Resolve conf/hardware/ for one run: `cfg` is the hardware group; method, model group, batch size,
+    accumulation steps and LoRA are what the throughput choices depend on."""
     device = cfg.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -34,4 +184,89 @@ def resolve_hardware(cfg: DictConfig) -> Hardware:
         precision = "bf16" if device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     if device == "cpu" and precision == "fp16":
         precision = "fp32"  # fp16 training needs a GPU grad scaler
-    return Hardware(device=device, precision=precision)
+    gpu = device == "cuda"
+    reasons: dict[str, str] = {}
+
+    def choose(knob: str, fast: bool, why_fast: str, why_not: str) -> bool:
+        given = _switch(cfg.get(knob, "auto"), knob)
+        if given is not None:
+            reasons[knob] = "set"
+            return given
+        reasons[knob] = why_fast if fast else why_not
+        return fast
+
+    liger_ok = installed("liger_kernel")
+    liger = choose("liger", gpu and liger_ok, "installed",
+                   "not on a GPU" if not gpu else "liger-kernel not installed (pip install -e '.[gpu]')")
+    packing = choose("packing", gpu and method in PACKING_METHODS, "padding-free, per-example attention",
+                     "not on a GPU" if not gpu else f"TRL pads {method} batches")
+    compile_ = choose("compile", False, "", "compile time does not pay for short runs")
+    fused = choose("fused_optimizer", gpu, "fused AdamW", "not on a GPU")
+    precompute = choose("precompute_reference", gpu and method in PRECOMPUTE_METHODS and not lora,
+                        "frozen reference scored once",
+                        "not on a GPU" if not gpu else ("LoRA scores the base with adapters off" if lora
+                                                        else f"TRL has no precomputed reference for {method}"))
+
+    attention = cfg.get("attention", "auto")
+    if attention not in ("auto", *ATTENTIONS):
+        raise PosttrainError(f"hardware.attention must be auto or one of {', '.join(ATTENTIONS)}, got {attention!r}",
+                             "set hardware.attention=auto")
+    if attention != "auto":
+        reasons["attention"] = "set"
+    elif not gpu:
+        attention = None
+        reasons["attention"] = "the model's default on CPU"
+    elif installed("flash_attn") and torch.cuda.get_device_capability()[0] >= 8:
+        attention = "flash_attention_2"
+        reasons["attention"] = "flash-attn installed"
+    elif packing:
+        attention = "flex_attention"
+        reasons["attention"] = "block mask skips other examples' tokens in packed rows"
+    else:
+        attention = "sdpa"
+        reasons["attention"] = "flash-attn not installed"
+    if packing and attention == "sdpa" and method in PACKING_METHODS:
+        log.warning("hardware.packing with sdpa attends through a dense block-causal mask over the whole packed "
+                    "micro-batch (correct but quadratic in its length); flex_attention or flash_attention_2 is faster")
+
+    micro_batch = micro_tokens = accum = None
+    wanted = cfg.get("micro_batch", "auto")
+    budget = cfg.get("micro_batch_tokens", "auto")
+    if batch_size is not None and method not in ONLINE_METHODS and (wanted != "auto" or gpu):
+        accumulation = int(accumulation or 1)
+        effective = int(batch_size) * accumulation  # per process; processes multiply both sides alike
+        if wanted != "auto":
+            limit = int(wanted)
+            reasons["micro_batch"] = "set"
+        else:
+            row_tokens = int(model_cfg.max_length) * SEQUENCES_PER_ROW.get(method, 1) if model_cfg is not None else 1024
+            if budget != "auto":
+                micro_tokens = int(budget)
+                reasons["micro_batch"] = f"hardware.micro_batch_tokens={micro_tokens}"
+            else:
+                micro_tokens, reasons["micro_batch"] = _token_budget(model_cfg, liger, lora, precision)
+            limit = max(1, micro_tokens // row_tokens)
+        micro_batch = _largest_divisor_at_most(effective, limit)
+        accum = effective // micro_batch
+        reasons["micro_batch"] += f"; effective batch {effective} per process kept"
+    return Hardware(
+        device=device, precision=precision, attention=attention, liger=liger, packing=packing,
+        compile=compile_, fused_optimizer=fused, micro_batch=micro_batch, accumulation=accum,
+        micro_batch_tokens=micro_tokens, precompute_reference=precompute, reasons=reasons,
+    )
+
+
+def _token_budget(model_cfg: DictConfig | None, liger: bool, lora: bool, precision: str) -> tuple[int, str]:
+    """Tokens per micro-batch that fit ACTIVATION_SHARE of the GPU's free memory beside the training state,
+    rounded down to a power of two."""
+    free = gpu_free_bytes()
+    params = model_parameters(model_cfg)
+    per_token = activation_bytes_per_token(model_cfg, liger)
+    if free is None or params is None or per_token is None:
+        return FALLBACK_TOKENS, "model size or free GPU memory unknown"
+    scale = 2 if precision == "fp32" else 1
+    state = params * STATE_BYTES["lora" if lora else "full"] * scale
+    room = free * ACTIVATION_SHARE - state
+    tokens = int(room // (per_token * scale)) if room > 0 else 0
+    tokens = min(MAX_AUTO_TOKENS, max(1024, 1 << max(tokens, 1).bit_length() - 1))
+    return tokens, f"{tokens} tokens from {free / 2**30:.0f} GiB free and {params / 1e9:.2f}B parameters"

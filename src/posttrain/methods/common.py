@@ -32,13 +32,16 @@ class TrainerInputs:
     hardware: Hardware
     report_to: list[str]
 
-    def reference_copy(self):
+    def reference_copy(self, args=None):
         """DPO-family reference model: with LoRA, TRL scores the reference by disabling the adapter (no
-        second copy, so None); full fine-tuning gets a frozen copy made here, so models with random init or
-        without a hub name have a valid reference too."""
+        second copy, so None); with precompute_ref_log_probs in `args` (the method's TRL config), TRL scores
+        the policy once before training (no copy either); otherwise full fine-tuning gets a frozen copy made
+        here, so models with random init or without a hub name have a valid reference too."""
         from trl.experimental.utils import create_reference_model
 
-        return None if self.peft_config is not None else create_reference_model(self.model)
+        if self.peft_config is not None or getattr(args, "precompute_ref_log_probs", False):
+            return None
+        return create_reference_model(self.model)
 
     def trainer_kwargs(self, config_class) -> dict[str, Any]:
         """What every TRL trainer takes: the model, its TRL config, the data splits, the tokenizer, the
@@ -62,7 +65,8 @@ class TrainerInputs:
         return config_class(**{k: v for k, v in fields.items() if k in known or k in own})
 
     def config_fields(self) -> dict[str, Any]:
-        """Fields for the method's TRL config: top-level knobs, training group, hardware, then method.args."""
+        """Fields for the method's TRL config: top-level knobs, training group, hardware (its resolved
+        micro-batch, kernels, packing and reference settings), then method.args, which win."""
         cfg, training = self.cfg, self.cfg.training
         evaluating = self.data.eval is not None and training.eval_steps > 0
         fields = {
@@ -92,6 +96,7 @@ class TrainerInputs:
             "include_num_input_tokens_seen": "non_padding",
             "max_length": int(cfg.model.max_length),
             **self.hardware.training_arguments(),
+            **self.hardware.method_arguments(cfg.method.name),
         }
         fields.update(OmegaConf.to_container(cfg.method.args, resolve=True))
         return fields

@@ -6,4 +6,5 @@ from posttrain.methods.common import TrainerInputs
 
 
 def build_dpo(inputs: TrainerInputs) -> DPOTrainer:
-    return DPOTrainer(ref_model=inputs.reference_copy(), **inputs.trainer_kwargs(DPOConfig))
+    kwargs = inputs.trainer_kwargs(DPOConfig)
+    return DPOTrainer(ref_model=inputs.reference_copy(kwargs["args"]), **kwargs)

@@ -7,4 +7,5 @@ from posttrain.methods.common import TrainerInputs
 
 
 def build_kto(inputs: TrainerInputs) -> KTOTrainer:
-    return KTOTrainer(ref_model=inputs.reference_copy(), **inputs.trainer_kwargs(KTOConfig))
+    kwargs = inputs.trainer_kwargs(KTOConfig)
+    return KTOTrainer(ref_model=inputs.reference_copy(kwargs["args"]), **kwargs)

@@ -190,7 +190,9 @@ def _quantized(model: PreTrainedModel, dtype: torch.dtype, quantization, head: s
 
 
 def load_model(model_cfg: DictConfig, tokenizer, dtype: torch.dtype, quantization=None,
-               head: str = "causal_lm") -> PreTrainedModel:
+               head: str = "causal_lm", attention: str | None = None) -> PreTrainedModel:
+    """The model of `model_cfg`; `attention` is the attention implementation hardware.attention resolved
+    to (sdpa, flex_attention, flash_attention_2, eager), None for the model's default."""
     if uses_random_init(model_cfg):
         model = _random_model(model_cfg, tokenizer, dtype, head)
         if quantization is not None:
@@ -202,6 +204,8 @@ def load_model(model_cfg: DictConfig, tokenizer, dtype: torch.dtype, quantizatio
         log.info("model: %s from %s (%.2fM parameters)", model_cfg.name, path, model.num_parameters() / 1e6)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
+    if attention is not None:
+        model.set_attn_implementation(attention)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if getattr(model, "generation_config", None) is not None and model.generation_config.pad_token_id is None:

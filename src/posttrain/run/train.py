@@ -144,12 +144,23 @@ def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
     check_config(cfg)
     quiet_libraries()
     method = get_method(cfg.method.name)
-    hardware = resolve_hardware(cfg.hardware)
+    hardware = resolve_hardware(
+        cfg.hardware,
+        method=method.name,
+        model_cfg=cfg.model,
+        batch_size=int(cfg.batch_size),
+        accumulation=int(cfg.training.gradient_accumulation_steps),
+        lora=adapters.uses_lora(cfg),
+    )
+    log.info(hardware.summary())
+    if is_main_process():
+        write_atomic(run_dir.path / "hardware.json", json.dumps(hardware.record(), indent=2) + "\n")
     set_seed(int(cfg.seed))
     data = load_data(cfg.dataset, method, int(cfg.seed), tokenizer_identity(cfg.model))
 
     tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model, tokenizer, hardware.dtype, adapters.quantization_config(cfg), head=method.head)
+    model = load_model(cfg.model, tokenizer, hardware.dtype, adapters.quantization_config(cfg), head=method.head,
+                       attention=hardware.attention)
     base_weights = None
     if adapters.uses_lora(cfg) and uses_random_init(cfg.model):
         # A LoRA adapter is only meaningful with its base: keep the randomly initialised base beside it.

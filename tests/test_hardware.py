@@ -1,0 +1,142 @@
+"""conf/hardware/ and src/posttrain/hardware.py: auto keeps CPU runs as they were, a (faked) GPU gets the
+fast settings with the user's effective batch kept, overrides win, and padding-free batches give the same
+loss as padded ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from posttrain import hardware as hw
+from posttrain.hardware import resolve_hardware
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+GiB = 2**30
+
+
+def composed(*overrides: str):
+    with initialize_config_dir(config_dir=CONF, version_base=None):
+        return compose("train", overrides=["experiment=tictactoe_sft", *overrides])
+
+
+def resolve(cfg, method: str = "sft", lora: bool = False):
+    return resolve_hardware(cfg.hardware, method=method, model_cfg=cfg.model, batch_size=int(cfg.batch_size),
+                            accumulation=int(cfg.training.gradient_accumulation_steps), lora=lora)
+
+
+@pytest.fixture
+def fake_h200(monkeypatch):
+    """A CUDA machine with one H200 (140 GiB free), liger-kernel installed, flash-attn not."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+    monkeypatch.setattr(hw, "gpu_free_bytes", lambda: 140 * GiB)
+    monkeypatch.setattr(hw, "installed", lambda package: package == "liger_kernel")
+
+
+@pytest.mark.parametrize("group", ["auto", "cpu"])
+def test_auto_on_a_cpu_resolves_to_todays_settings(group, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for method in ("sft", "dpo", "grpo"):
+        chosen = resolve(composed(f"hardware={group}", f"method={method}"), method)
+        assert chosen.training_arguments() == {"use_cpu": True, "bf16": False, "fp16": False}
+        assert chosen.method_arguments(method) == {}
+        assert chosen.attention is None and chosen.micro_batch is None
+
+
+def test_cpu_and_gpu_extend_auto_through_the_defaults_list():
+    auto, cpu, gpu = (composed(f"hardware={g}").hardware for g in ("auto", "cpu", "gpu"))
+    assert set(auto) == set(cpu) == set(gpu)
+    assert (cpu.device, cpu.precision, gpu.device, gpu.precision) == ("cpu", "fp32", "cuda", "bf16")
+    assert gpu.attention == cpu.attention == "auto"
+
+
+def test_sft_on_a_gpu_gets_liger_packing_flex_attention_and_a_micro_batch_keeping_the_effective_batch(fake_h200):
+    cfg = composed("hardware=gpu", "model=qwen2.5-0.5b", "model.init=random", "batch_size=32")
+    chosen = resolve(cfg)
+    args = chosen.training_arguments()
+    assert args["use_liger_kernel"] and args["optim"] == "adamw_torch_fused" and args["bf16"]
+    assert chosen.attention == "flex_attention"  # flash-attn missing: flex skips other examples' blocks
+    assert chosen.method_arguments("sft") == {"packing": True, "packing_strategy": "bfd", "padding_free": True}
+    assert args["per_device_train_batch_size"] * args["gradient_accumulation_steps"] == 32
+    assert args["per_device_train_batch_size"] == 32  # 32 rows of 1024 tokens fit an H200
+    assert "torch_compile" not in args
+    assert "hardware: cuda (bf16)" in chosen.summary() and "attention=flex_attention" in chosen.summary()
+
+
+def test_a_small_gpu_gets_a_smaller_micro_batch_and_more_accumulation(fake_h200, monkeypatch):
+    monkeypatch.setattr(hw, "gpu_free_bytes", lambda: 24 * GiB)
+    cfg = composed("hardware=gpu", "model=qwen2.5-0.5b", "model.init=random", "batch_size=32",
+                   "training.gradient_accumulation_steps=2")
+    args = resolve(cfg).training_arguments()
+    assert args["per_device_train_batch_size"] < 32
+    assert args["per_device_train_batch_size"] * args["gradient_accumulation_steps"] == 64
+
+
+def test_flash_attention_is_chosen_when_installed(fake_h200, monkeypatch):
+    monkeypatch.setattr(hw, "installed", lambda package: True)
+    assert resolve(composed("hardware=gpu")).attention == "flash_attention_2"
+
+
+def test_dpo_on_a_gpu_precomputes_the_frozen_reference_and_pads(fake_h200):
+    chosen = resolve(composed("hardware=gpu", "method=dpo", "model=qwen2.5-0.5b", "model.init=random"), "dpo")
+    assert chosen.attention == "sdpa" and not chosen.packing
+    assert chosen.method_arguments("dpo") == {"precompute_ref_log_probs": True}
+    lora = resolve(composed("hardware=gpu", "method=dpo", "lora_rank=16"), "dpo", lora=True)
+    assert lora.method_arguments("dpo") == {}  # the adapter-disabled base is the reference
+
+
+def test_online_methods_keep_their_batch(fake_h200):
+    chosen = resolve(composed("hardware=gpu", "method=grpo"), "grpo")
+    assert chosen.micro_batch is None and "per_device_train_batch_size" not in chosen.training_arguments()
+
+
+def test_overrides_win(fake_h200):
+    cfg = composed("hardware=gpu", "hardware.attention=sdpa", "hardware.liger=false", "hardware.packing=false",
+                   "hardware.fused_optimizer=false", "hardware.compile=true", "hardware.micro_batch=8",
+                   "batch_size=32")
+    chosen = resolve(cfg)
+    args = chosen.training_arguments()
+    assert chosen.attention == "sdpa" and not chosen.liger and not chosen.packing
+    assert "use_liger_kernel" not in args and "optim" not in args and args["torch_compile"]
+    assert (args["per_device_train_batch_size"], args["gradient_accumulation_steps"]) == (8, 4)
+    assert chosen.method_arguments("sft") == {}
+    assert chosen.record()["reasons"]["attention"] == "set"
+
+
+def test_a_bad_knob_value_reads_as_one_line():
+    from posttrain.errors import PosttrainError
+
+    with pytest.raises(PosttrainError, match="hardware.liger must be auto, true or false"):
+        resolve(composed("hardware.liger=maybe"))
+    with pytest.raises(PosttrainError, match="hardware.attention must be auto or one of"):
+        resolve(composed("hardware.attention=fast"))
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_padding_free_loss_equals_the_padded_loss(attention):
+    """TRL's padding-free collator (what hardware.packing uses) against its padded one, same examples, same
+    tiny model: position_ids restart per example, so attention stays within each example."""
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from posttrain.models.loading import load_model, load_tokenizer
+
+    model_cfg = composed().model
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer(model_cfg)
+    model = load_model(model_cfg, tokenizer, torch.float32, attention=attention).eval()
+    generator = torch.Generator().manual_seed(1)
+    examples = [{"input_ids": torch.randint(3, 200, (n,), generator=generator).tolist()} for n in (37, 120, 9)]
+    losses = {}
+    for padding_free in (False, True):
+        collate = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=padding_free)
+        batch = collate(examples)
+        keep = ("input_ids", "labels", "position_ids", "attention_mask")
+        with torch.no_grad():  # use_cache=False as SFTTrainer.compute_loss sets it: with a cache transformers
+            # reads position_ids as decoding positions and builds no per-example mask
+            inputs = {k: v for k, v in batch.items() if k in keep}
+            losses[padding_free] = model(**inputs, use_cache=False).loss.item()
+    assert abs(losses[True] - losses[False]) < 1e-3, losses
