@@ -9,6 +9,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from posttrain.learning_rate import default_learning_rate
+
 # Longest job folder name kept verbatim; longer names are cut and suffixed with a hash.
 MAX_DIR_NAME = 120
 
@@ -52,3 +54,4 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("posttrain.example", example_file, replace=True)
     OmegaConf.register_new_resolver("posttrain.run_dir_name", run_dir_name, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("posttrain.job_dir_name", job_dir_name, replace=True)
+    OmegaConf.register_new_resolver("posttrain.learning_rate", default_learning_rate, replace=True)

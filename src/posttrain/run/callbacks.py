@@ -13,6 +13,7 @@ import torch
 from transformers import TrainerCallback
 
 from posttrain.run.rundir import RunDir, fsync_tree
+from posttrain.speed import GpuSpeed, peak_memory_gib
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +35,29 @@ class MetricsLog(TrainerCallback):
     """Writes one metrics.jsonl line per logging step (and per evaluation) and a short console line.
 
     The trainer leaves a NaN/inf loss out of the logged average (it would stay in its running sum); a line
-    whose window held such steps lists them under nonfinite_steps, and its loss is "nan" when all were."""
+    whose window held such steps lists them under nonfinite_steps, and its loss is "nan" when all were.
+    With `gpu` (GPU runs), each training line also has peak_memory_gib and, on a GPU of speed.py's table,
+    mfu_percent."""
 
-    def __init__(self, run_dir: RunDir, nonfinite_steps: list[int] | None = None):
+    def __init__(self, run_dir: RunDir, nonfinite_steps: list[int] | None = None, gpu: GpuSpeed | None = None):
         self.run_dir = run_dir
         self.summary: dict = {}
         self.nonfinite_steps = nonfinite_steps if nonfinite_steps is not None else []
+        self.gpu = gpu
         self._last_time: float | None = None
         self._last_tokens = 0
         self._last_step = 0
+        # the windows that had a speed figure, summed, and the highest peak memory: averages()
+        self._timed_tokens = 0
+        self._timed_seconds = 0.0
+        self._peak_memory: float | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._last_time = time.monotonic()
         self._last_tokens = state.num_input_tokens_seen
         self._last_step = state.global_step
+        if self.gpu is not None:
+            self.gpu.start(args, kwargs.get("model"))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = dict(logs or {})
@@ -66,7 +76,15 @@ class MetricsLog(TrainerCallback):
             tokens = state.num_input_tokens_seen
             # trainers that count no input tokens (CPO, ORPO) get no speed figure rather than a false 0
             if self._last_time is not None and now > self._last_time and tokens > self._last_tokens:
-                record["tokens_per_second"] = round((tokens - self._last_tokens) / (now - self._last_time), 1)
+                rate = (tokens - self._last_tokens) / (now - self._last_time)
+                record["tokens_per_second"] = round(rate, 1)
+                self._timed_tokens += tokens - self._last_tokens
+                self._timed_seconds += now - self._last_time
+                if self.gpu is not None and (mfu := self.gpu.mfu(rate)) is not None:
+                    record["mfu_percent"] = round(mfu, 2)
+            if self.gpu is not None:
+                record["peak_memory_gib"] = round(peak_memory_gib(), 2)
+                self._peak_memory = max(self._peak_memory or 0.0, record["peak_memory_gib"])
             self._last_time, self._last_tokens = now, tokens
             window = range(self._last_step + 1, state.global_step + 1)
             bad = [step for step in self.nonfinite_steps if step in window]
@@ -78,12 +96,27 @@ class MetricsLog(TrainerCallback):
         self.run_dir.log_metrics(record)
         log.info(console_line(record, state.max_steps))
 
+    def averages(self) -> dict:
+        """The run's speed for results.json: tokens_per_second over every logged window (their tokens over their
+        time), its mfu_percent, and the highest peak_memory_gib; only the figures the lines had."""
+        figures: dict = {}
+        if self._timed_seconds > 0:
+            rate = self._timed_tokens / self._timed_seconds
+            figures["tokens_per_second"] = round(rate, 1)
+            if self.gpu is not None and (mfu := self.gpu.mfu(rate)) is not None:
+                figures["mfu_percent"] = round(mfu, 2)
+        if self._peak_memory is not None:
+            figures["peak_memory_gib"] = self._peak_memory
+        return figures
+
 
 def console_line(record: dict, max_steps: int) -> str:
     parts = [f"step {record['step']}/{max_steps}"]
-    for key in ("loss", "eval/loss", "rewards/accuracies", "rewards/margins", "learning_rate", "tokens_per_second"):
+    for key in ("loss", "eval/loss", "rewards/accuracies", "rewards/margins", "learning_rate", "tokens_per_second",
+                "mfu_percent", "peak_memory_gib"):
         if key in record and isinstance(record[key], (int, float)):
-            label = {"tokens_per_second": "tok/s", "learning_rate": "lr"}.get(key, key)
+            label = {"tokens_per_second": "tok/s", "learning_rate": "lr", "mfu_percent": "mfu%",
+                     "peak_memory_gib": "GiB"}.get(key, key)
             parts.append(f"{label} {record[key]:.4g}")
     return " | ".join(parts)
 

@@ -22,6 +22,7 @@ from posttrain.distributed import is_main_process
 from posttrain.errors import PosttrainError
 from posttrain.evaluation import evaluate_run
 from posttrain.hardware import resolve_hardware
+from posttrain.learning_rate import describe as describe_learning_rate
 from posttrain.logger import quiet_libraries, tracker_setup
 from posttrain.methods.common import TrainerInputs
 from posttrain.models.loading import (
@@ -36,6 +37,7 @@ from posttrain.redact import redact
 from posttrain.registry import get_method
 from posttrain.run.callbacks import CheckpointJournal, MetricsLog, NonFiniteGuard, StopOnSignal
 from posttrain.run.rundir import COMPLETED, RunDir, fsync_tree, write_atomic
+from posttrain.speed import GpuSpeed
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +172,10 @@ def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
             tokenizer.save_pretrained(str(base_weights))
 
     guard = NonFiniteGuard(cfg.training.on_nonfinite_loss)
-    metrics = MetricsLog(run_dir, nonfinite_steps=guard.bad_steps)
+    # GPU runs log MFU and peak memory (speed.py); CPU runs do not
+    gpu_speed = (GpuSpeed.for_model(model, method.name, cfg.model.max_length, adapters.uses_lora(cfg))
+                 if hardware.device == "cuda" else None)
+    metrics = MetricsLog(run_dir, nonfinite_steps=guard.bad_steps, gpu=gpu_speed)
     stopper = StopOnSignal()
     report_to, tracker_callbacks = tracker_setup(cfg, run_dir)
     inputs = TrainerInputs(
@@ -190,6 +195,7 @@ def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
     if resume_from:
         log.info("resuming from %s", resume_from)
     log.info("training: method=%s on %s (%s), run dir %s", method.name, hardware.device, hardware.precision, run_dir.path)
+    log.info("training: %s", describe_learning_rate(cfg))
     started = time.monotonic()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     if stopper.received is not None:
@@ -210,6 +216,7 @@ def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
         "epochs": round(trainer.state.epoch or 0.0, 4),
         "train_seconds": round(time.monotonic() - started, 1),
         **{k: v for k, v in metrics.summary.items() if k in ("train_loss", "train_runtime")},
+        **metrics.averages(),
     }
     if guard.bad_steps:
         results["skipped_nonfinite_steps"] = guard.bad_steps
