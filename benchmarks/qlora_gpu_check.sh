@@ -16,7 +16,7 @@ inspect_load() {  # the 4-bit model posttrain loads for these overrides: module 
   python3 - "$@" <<'PY'
 import sys, time, torch, bitsandbytes as bnb
 from hydra import compose, initialize_config_module
-import posttrain.cli  # noqa: F401  (config resolvers)
+import posttrain.compose  # noqa: F401  (config resolvers)
 from posttrain import adapters
 from posttrain.models.loading import load_model, load_tokenizer
 with initialize_config_module(config_module="posttrain.conf", version_base="1.3"):

@@ -40,7 +40,7 @@ def test_dpo_stage_raises_the_optimal_move_rate_of_its_sft_start(default_run):
 
 
 def test_run_directory_describes_the_run(default_run):
-    assert default_run.name.startswith("tictactoe_tiny_sft_lr")
+    assert default_run.name.startswith("tictactoe_tiny_sft-dpo_")
     assert (default_run / ".hydra" / "overrides.yaml").exists()
     assert json.loads((default_run / "status.json").read_text())["state"] == "completed"
     for stage in ("1-sft", "2-dpo"):

@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import run_posttrain
 
-from posttrain.cli import compose_tool_config
+from posttrain.compose import compose_tool_config
 from posttrain.errors import PosttrainError
 from posttrain.pairs.build import build_pairs
 from posttrain.pairs.candidates import builtin_input, read_candidates

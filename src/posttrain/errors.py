@@ -6,6 +6,10 @@ only with HYDRA_FULL_ERROR=1.
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import NoReturn
+
 
 class PosttrainError(Exception):
     """A problem the user can fix: what is wrong and what to do about it."""
@@ -20,3 +24,11 @@ class PosttrainError(Exception):
         if self.fix:
             text += f" Fix: {self.fix}."
         return " ".join(text.split())
+
+
+def fail(error: PosttrainError, code: int = 1) -> NoReturn:
+    """End the command with the error's one line on stderr (the traceback instead with HYDRA_FULL_ERROR=1)."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise error
+    print(f"posttrain: error: {error.line()}", file=sys.stderr)
+    sys.exit(code)

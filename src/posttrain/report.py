@@ -500,7 +500,8 @@ def command_line(args: list[str]) -> list[str]:
 
 
 def main() -> None:
-    from posttrain.cli import fail, run_tool
+    from posttrain.compose import run_tool
+    from posttrain.errors import fail
 
     def body(cfg: DictConfig) -> None:
         report = write_report(cfg)

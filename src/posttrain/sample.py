@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 from transformers import set_seed
 
-from posttrain.cli import run_tool
+from posttrain.compose import run_tool
 from posttrain.logger import quiet_libraries
 from posttrain.models.loading import IDENTITY_FILE, load_trained, resolve_path
 

@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from transformers import AutoConfig, AutoModelForCausalLM
 
-import posttrain.cli  # noqa: F401  (registers the config resolvers)
+import posttrain.compose  # noqa: F401  (registers the config resolvers)
 from posttrain.models.loading import load_model, load_tokenizer, load_trained
 from conftest import only_run_dir, read_jsonl, read_results, run_posttrain
 

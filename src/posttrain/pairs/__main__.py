@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from posttrain.cli import run_tool
+from posttrain.compose import run_tool
 
 
 def main() -> None:

@@ -14,13 +14,14 @@ import sys
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from posttrain.compose import pipeline_stages
 from posttrain.distributed import export_distributed_env, run_dir_for_this_process
-from posttrain.errors import PosttrainError
-from posttrain.redact import install_log_redaction
-from posttrain.run.pipeline import pipeline_stages, run_pipeline, single_method_config
-from posttrain.run.rundir import now
+from posttrain.errors import PosttrainError, fail
+from posttrain.redact import install_log_redaction, redact
+from posttrain.run.pipeline import run_pipeline
+from posttrain.run.rundir import RunDir, now
 from posttrain.run.train import Interrupted, config_for_run, train_run
 from posttrain.search import failed_job_value
 
@@ -40,6 +41,34 @@ def objective(cfg: DictConfig, results: dict) -> float | None:
     return float(results[key])
 
 
+# Knobs that name or track a run without changing what it trains.
+TRACKING_KEYS = ("run_name", "wandb_project", "wandb_name", "logger", "objective")
+
+
+def check_same_settings(run_dir: RunDir, cfg: DictConfig) -> None:
+    """A completed run is never trained again nor its record rewritten; a launch of the same run with other
+    settings says which setting differs instead of claiming the run those settings never trained."""
+    recorded = OmegaConf.load(run_dir.config) if run_dir.config.exists() else None
+    if recorded is None:
+        return
+    wanted = OmegaConf.create(redact(OmegaConf.to_container(config_for_run(cfg), resolve=True)))
+    old, new = _flat(OmegaConf.to_container(recorded)), _flat(OmegaConf.to_container(wanted))
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k.split(".")[0] not in TRACKING_KEYS)
+    if changed:
+        key = changed[0]
+        raise PosttrainError(
+            f"{run_dir.path} is a completed run with other settings ({key}: {old.get(key)!r} there, "
+            f"{new.get(key)!r} now{f'; {len(changed) - 1} more' if len(changed) > 1 else ''})",
+            "choose another run_name to train these settings, or repeat the original command",
+        )
+
+
+def _flat(tree, prefix: str = "") -> dict:
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): tree}
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}".strip()
@@ -54,15 +83,14 @@ def run_job(cfg: DictConfig) -> float | None:
     install_log_redaction()
     try:
         if run_dir.is_completed():
+            check_same_settings(run_dir, cfg)
             log.info("%s is already complete: nothing to do (choose another run_name to train again)", run_dir.path)
             return objective(cfg, run_dir.read_results())
         run_dir.set_status("running", started=now(), host=socket.gethostname(), pid=os.getpid())
         run_dir.write_config(config_for_run(cfg))
-        if pipeline_stages(cfg, command_line):
+        if pipeline_stages(cfg):
             results = run_pipeline(cfg, run_dir, command_line, hydra_cfg.job.config_name, in_sweep)
         else:
-            cfg = single_method_config(cfg, command_line, hydra_cfg.job.config_name)
-            run_dir.write_config(config_for_run(cfg))
             results = train_run(cfg, run_dir)
         log.info("done: %s", run_dir.path)
         return objective(cfg, results)
@@ -77,10 +105,7 @@ def run_job(cfg: DictConfig) -> float | None:
         if in_sweep:
             log.error("job failed: %s", error.line())
             return failed_job_value(cfg, hydra_cfg.sweeper)
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"posttrain: error: {error.line()}", file=sys.stderr)
-        sys.exit(1)
+        fail(error)
     except Exception as error:
         run_dir.set_status("failed", error=_first_line(error))
         if in_sweep:

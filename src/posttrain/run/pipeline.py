@@ -19,71 +19,15 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 from pathlib import Path
 
-from hydra import compose
 from omegaconf import DictConfig, OmegaConf
 
+from posttrain.compose import pipeline_stages, stage_config
 from posttrain.run.rundir import COMPLETED, RunDir, read_jsonl, write_atomic
 
 log = logging.getLogger(__name__)
-
-# Command-line keys that stay with the pipeline instead of reaching its stages.
-PIPELINE_KEYS = ("method", "stages", "run_name")
-
-
-def override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def _value_text(value) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_value_text(v) for v in value) + "]"
-    text = str(value)
-    return text if re.fullmatch(r"[\w./:+-]+", text) else "'" + text.replace("'", "\\'") + "'"
-
-
-def stage_overrides(settings: dict, prefix: str = "") -> list[str]:
-    """Hydra override strings for a stage's mapping: {dataset: {thoughts: false}} -> dataset.thoughts=false."""
-    overrides = []
-    for key, value in settings.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            overrides += stage_overrides(value, prefix=f"{name}.")
-        else:
-            overrides.append(f"{name}={_value_text(value)}")
-    return overrides
-
-
-def pipeline_stages(cfg: DictConfig, command_line: list[str]) -> list[tuple[str, list[str]]]:
-    """The stages to run, or none: method= on the command line runs that one method instead."""
-    if not cfg.get("stages") or any(override_key(o) == "method" for o in command_line):
-        return []
-    stages = OmegaConf.to_container(cfg.stages, resolve=True)
-    return [(str(name), stage_overrides(settings or {})) for name, settings in stages.items()]
-
-
-def single_method_config(cfg: DictConfig, command_line: list[str], config_name: str) -> DictConfig:
-    """The config of a run that names method= on the command line. When the preset has a stage for that
-    method, the stage's settings apply under the command line's (so `method=dpo model.path=<SFT run>`
-    repeats the preset's DPO stage from that SFT run); otherwise the composed config as it is."""
-    if not cfg.get("stages"):
-        return cfg
-    method = next(o.split("=", 1)[1] for o in command_line if override_key(o) == "method")
-    stages = OmegaConf.to_container(cfg.stages, resolve=True)
-    for settings in stages.values():
-        if (settings or {}).get("method") == method:
-            overrides = [o for o in stage_overrides(settings) if override_key(o) != "method"]
-            return compose(config_name=config_name, overrides=[*overrides, *command_line, "stages={}"])
-    return cfg
 
 
 def stage_key(stage_cfg: DictConfig, previous_key: str | None) -> str:
@@ -119,17 +63,13 @@ def _reuse_sibling_stage(stage_dir: RunDir, key: str) -> bool:
 def run_pipeline(cfg: DictConfig, run_dir: RunDir, command_line: list[str], config_name: str, in_sweep: bool) -> dict:
     from posttrain.run.train import config_for_run, train_run
 
-    stages = pipeline_stages(cfg, command_line)
-    passed_on = [o for o in command_line if override_key(o) not in PIPELINE_KEYS]
+    stages = pipeline_stages(cfg)
     results_by_stage: dict[str, dict] = {}
     stage_dirs: list[tuple[str, RunDir]] = []
     previous, previous_key = None, None
     for index, (name, overrides) in enumerate(stages, start=1):
         stage_dir = RunDir(run_dir.path / f"{index}-{name}")
-        stage_overrides = [*overrides, *passed_on, "stages={}"]
-        if previous is not None:
-            stage_overrides.append(f"model.path={_value_text(str(previous.final))}")
-        stage_cfg = compose(config_name=config_name, overrides=stage_overrides)
+        stage_cfg = stage_config(config_name, overrides, command_line, str(previous.final) if previous else None)
         key = stage_key(stage_cfg, previous_key)
         if stage_dir.is_completed():
             log.info("stage %s: already complete in %s", name, stage_dir.path)
