@@ -15,7 +15,7 @@ import yaml
 from conftest import read_jsonl, read_results, run_posttrain
 
 from posttrain.report import read_state
-from posttrain.run.rundir import RunDir
+from posttrain.rundir import RunDir
 
 # A few optimizer steps of SFT, a small held-out evaluation without thoughts (short generations).
 TINY = ["method=sft", "max_steps=3", "batch_size=8", "training.save_steps=0", "training.logging_steps=1",

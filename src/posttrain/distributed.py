@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from posttrain.redact import remember_secrets
-from posttrain.run.rundir import RunDir
+from posttrain.rundir import RunDir
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback
 
 from posttrain.redact import redact, redact_text
-from posttrain.run.rundir import RunDir
+from posttrain.rundir import RunDir
 
 log = logging.getLogger(__name__)
 

@@ -52,7 +52,7 @@ def job_dir_name(override_dirname: str) -> str:
 def record_subdir(output_dir: str) -> str | None:
     """hydra.output_subdir: .hydra, except for a completed run, whose record a launch that trains nothing
     must not rewrite (None tells Hydra to save no copy)."""
-    from posttrain.run.rundir import RunDir
+    from posttrain.rundir import RunDir
 
     return None if RunDir(Path(output_dir)).is_completed() else ".hydra"
 

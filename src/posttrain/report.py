@@ -32,7 +32,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 
 from posttrain.errors import PosttrainError
-from posttrain.run.rundir import RunDir, read_jsonl
+from posttrain.rundir import RunDir, read_jsonl
 
 # Headline metrics first in the table; the others follow in name order.
 PREFERRED_METRICS = ("optimal_move_rate", "legal_move_rate", "train_loss", "eval/loss", "eval/rewards/accuracies",

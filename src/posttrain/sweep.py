@@ -10,7 +10,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from posttrain.run.rundir import RunDir
+from posttrain.rundir import RunDir
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import pytest
 from conftest import read_results, run_posttrain
 from safetensors.torch import load_file
 
-from posttrain.run.rundir import read_jsonl
+from posttrain.rundir import read_jsonl
 
 HERE = Path(__file__).parent
 SHORT = [

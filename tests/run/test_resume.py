@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import read_results, run_posttrain
 
-from posttrain.run.rundir import read_jsonl
+from posttrain.rundir import read_jsonl
 
 HERE = Path(__file__).parent
 FAULTS_ENV = {"PYTHONPATH": os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)}

@@ -22,7 +22,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from posttrain.errors import PosttrainError
-from posttrain.run.rundir import write_atomic
+from posttrain.rundir import write_atomic
 
 log = logging.getLogger(__name__)
 

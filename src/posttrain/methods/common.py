@@ -10,7 +10,7 @@ from transformers import TrainingArguments
 
 from posttrain.data.loading import PreparedData
 from posttrain.hardware import Hardware
-from posttrain.run.rundir import RunDir
+from posttrain.rundir import RunDir
 
 
 # transformers renamed gradient_checkpointing to activation_checkpointing (the old name warns from then on).

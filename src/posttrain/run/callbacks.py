@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from posttrain.run.rundir import RunDir, fsync_tree
+from posttrain.rundir import RunDir, fsync_tree
 from posttrain.speed import GpuSpeed, peak_memory_gib
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def console_line(record: dict, max_steps: int) -> str:
 
 class CheckpointJournal(TrainerCallback):
     """Appends a checkpoints.jsonl line once the trainer has finished writing a checkpoint and its files
-    are on disk: the line is what makes checkpoint-<step>/ count as complete (see rundir.py)."""
+    are on disk: the line is what makes checkpoint-<step>/ count as complete (see posttrain/rundir.py)."""
 
     # A pickle of the TrainingArguments the trainer drops into every checkpoint; resuming never reads it
     # and config.yaml records the settings.

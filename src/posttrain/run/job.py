@@ -21,7 +21,7 @@ from posttrain.distributed import export_distributed_env, run_dir_for_this_proce
 from posttrain.errors import PosttrainError, fail
 from posttrain.redact import install_log_redaction, redact
 from posttrain.run.pipeline import run_pipeline
-from posttrain.run.rundir import RunDir, now
+from posttrain.rundir import RunDir, now
 from posttrain.run.train import Interrupted, config_for_run, train_run
 from posttrain.search import failed_job_value
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from posttrain.compose import pipeline_stages, stage_config
-from posttrain.run.rundir import COMPLETED, RunDir, read_jsonl, write_atomic
+from posttrain.rundir import COMPLETED, RunDir, read_jsonl, write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from posttrain.models.loading import (
 from posttrain.redact import redact
 from posttrain.registry import get_method
 from posttrain.run.callbacks import CheckpointJournal, MetricsLog, NonFiniteGuard, StopOnSignal
-from posttrain.run.rundir import COMPLETED, RunDir, fsync_tree, write_atomic
+from posttrain.rundir import COMPLETED, RunDir, fsync_tree, write_atomic
 from posttrain.speed import GpuSpeed
 
 log = logging.getLogger(__name__)

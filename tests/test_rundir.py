@@ -7,7 +7,7 @@ import json
 
 from omegaconf import OmegaConf
 
-from posttrain.run.rundir import RunDir, read_jsonl, write_atomic
+from posttrain.rundir import RunDir, read_jsonl, write_atomic
 
 
 def test_write_atomic_replaces_whole_file_and_leaves_no_temp(tmp_path):
