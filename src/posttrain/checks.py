@@ -6,13 +6,13 @@ values), so a bad value fails within seconds with one line that names the key an
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from posttrain.data.files import looks_local
 from posttrain.errors import PosttrainError
 from posttrain.registry import get_method
 
@@ -72,16 +72,6 @@ def check_knobs(cfg: DictConfig) -> None:
         )
 
 
-def looks_local(path: str) -> bool:
-    """True for strings that name a place on disk rather than a hub id like org/name."""
-    return (
-        path.startswith(("/", "./", "../", "~"))
-        or os.path.exists(os.path.expanduser(path))
-        or path.count("/") > 1
-        or path.endswith((".jsonl", ".json", ".parquet", ".csv"))
-    )
-
-
 def check_model(cfg: DictConfig) -> None:
     model = cfg.model
     if model.init not in ("auto", "pretrained", "random"):
@@ -114,7 +104,7 @@ def check_hardware(cfg: DictConfig) -> None:
             "set hardware.precision=auto",
         )
     needs_gpu = device == "cuda" or cfg.peft.get("load_in_4bit", False)
-    if needs_gpu:
+    if needs_gpu and not cfg.get("plan", False):  # a plan is made for a GPU that need not be here
         import torch
 
         if not torch.cuda.is_available():

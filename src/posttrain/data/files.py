@@ -4,6 +4,7 @@ the row and the fix. Rows are numbered from 1: the line number in JSON-lines fil
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,16 @@ from typing import Any
 from posttrain.errors import PosttrainError
 
 EXTENSIONS = (".jsonl", ".json", ".parquet", ".csv")
+
+
+def looks_local(path: str) -> bool:
+    """True for strings that name a place on disk rather than a hub id like org/name."""
+    return (
+        path.startswith(("/", "./", "../", "~"))
+        or os.path.exists(os.path.expanduser(path))
+        or path.count("/") > 1
+        or path.endswith(EXTENSIONS)
+    )
 
 
 @dataclass
@@ -158,8 +169,6 @@ def read_hub(dataset_id: str, split: str) -> list[Row]:
 
 def read_source(path: str, split: str, skip_bad_rows: bool = False, skipped: list[str] | None = None) -> list[Row]:
     """A local file, or a hub dataset id (org/name) when no such file exists."""
-    from posttrain.checks import looks_local
-
     if looks_local(path):
         return read_rows(path, skip_bad_rows, skipped)
     return read_hub(path, split)

@@ -9,7 +9,7 @@ from pathlib import Path
 from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
 
-from posttrain.checks import looks_local
+from posttrain.data.files import looks_local
 from posttrain.data.builtin import builtin_rows
 from posttrain.data.files import read_source
 from posttrain.data.formats import convert_rows

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from posttrain.checks import looks_local
+from posttrain.data.files import looks_local
 from posttrain.errors import PosttrainError
 from posttrain.pairs.candidates import Prompt
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from posttrain.checks import looks_local
+from posttrain.data.files import looks_local
 from posttrain.errors import PosttrainError
 from posttrain.pairs.candidates import Prompt
 
