@@ -62,3 +62,24 @@ def test_help_lists_every_group_and_method(workdir):
 
     for name, method in METHODS.items():
         assert f"  {name} " in methods and method.summary in methods
+
+
+COMMAND_LINES = [
+    [], ["--multirun", "learning_rate=1e-4,1e-3"], ["-m", "--cfg", "job", "--resolve"], ["-c", "hydra"],
+    ["--help"], ["-h"], ["--hydra-help"], ["--info"], ["-i", "defaults"], ["--shell-completion"],
+    ["--config-name", "pairs", "x=1"], ["-cn", "report", "--config-dir", "/tmp", "dir=a"], ["-p", "model", "--cfg", "all"],
+]
+
+
+@pytest.mark.parametrize("argv", COMMAND_LINES, ids=" ".join)
+def test_without_hydras_private_parser_the_command_line_reads_the_same(argv, monkeypatch):
+    import sys
+
+    from posttrain.cli import hydra_args_parser
+
+    hydras, _ = hydra_args_parser().parse_known_args(argv)
+    monkeypatch.setitem(sys.modules, "hydra._internal.utils", None)  # as if a Hydra release moved it
+    fallback, _ = hydra_args_parser().parse_known_args(argv)
+    for flag in ("overrides", "multirun", "cfg", "resolve", "help", "hydra_help", "info", "shell_completion",
+                 "config_name"):
+        assert getattr(fallback, flag) == getattr(hydras, flag), flag

@@ -23,10 +23,30 @@ def hydra_app(cfg: DictConfig) -> float | None:
     return run_job(cfg)
 
 
-def main() -> None:
-    from hydra._internal.utils import get_args_parser
+def hydra_args_parser():
+    """Hydra's own command-line parser (a private API, hydra._internal), else one that reads the same flags."""
+    try:
+        from hydra._internal.utils import get_args_parser
 
-    args, _ = get_args_parser().parse_known_args(sys.argv[1:])
+        return get_args_parser()
+    except ImportError:
+        import argparse
+
+        parser = argparse.ArgumentParser(add_help=False)
+        parser.add_argument("overrides", nargs="*")
+        for flags in (("--help", "-h"), ("--hydra-help",), ("--resolve",), ("--run", "-r"), ("--multirun", "-m"),
+                      ("--shell-completion", "-sc")):
+            parser.add_argument(*flags, action="store_true")
+        parser.add_argument("--cfg", "-c", choices=["job", "hydra", "all"])
+        parser.add_argument("--info", "-i", nargs="?", const="all")
+        for flags in (("--package", "-p"), ("--config-path", "-cp"), ("--config-name", "-cn"),
+                      ("--config-dir", "-cd"), ("--experimental-rerun",)):
+            parser.add_argument(*flags)
+        return parser
+
+
+def main() -> None:
+    args, _ = hydra_args_parser().parse_known_args(sys.argv[1:])
     config_name = args.config_name or CONFIG_NAME
     if not (args.shell_completion or args.help or args.hydra_help):
         try:
@@ -39,8 +59,4 @@ def main() -> None:
                 check_command_line(overrides, config_name, args.multirun)
         except PosttrainError as error:
             fail(error)
-    hydra_app()
-    from posttrain.sweep import unfinished_jobs
-
-    if unfinished_jobs:
-        sys.exit(1)
+    hydra_app()  # a sweep with a job that did not complete exits 1 from its summary (sweep.SweepSummary)

@@ -256,7 +256,7 @@ def check_command_line(overrides: list[str], config_name: str, multirun: bool) -
     """Compose the config for every value of the command line (each stage of a pipeline too, by the recipe
     the pipeline uses) and run the config checks on it; probe each output directory once."""
     from posttrain.checks import check_config, check_output_dir
-    from posttrain.search import check_search
+    from posttrain.sweep import check_search
 
     parsed = parse_overrides(overrides)
     output_dirs: set[str] = set()

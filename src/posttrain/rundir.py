@@ -21,6 +21,7 @@ import datetime
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -85,11 +86,30 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def _read_yaml(path: Path, default: Any) -> Any:
+    """A YAML file as plain data; `default` when it is missing or unreadable (a run still being written)."""
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return default
+    return default if loaded is None else loaded
+
+
 def now() -> str:
     return datetime.datetime.now().isoformat(timespec="seconds")
 
 
 class RunDir:
+    # file names inside a run directory (see the module docstring); readers use the properties below
+    CONFIG = "config.yaml"
+    METRICS = "metrics.jsonl"
+    CHECKPOINT_LOG = "checkpoints.jsonl"
+    RESULTS = "results.json"
+    STATUS = "status.json"
+    HYDRA = ".hydra"
+    # a pipeline's stage folders: <k>-<stage name>/, each a run directory
+    STAGE = re.compile(r"^(\d+)-(.+)$")
+
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path).absolute()
 
@@ -100,15 +120,15 @@ class RunDir:
 
     @property
     def config(self) -> Path:
-        return self.path / "config.yaml"
+        return self.path / self.CONFIG
 
     @property
     def metrics(self) -> Path:
-        return self.path / "metrics.jsonl"
+        return self.path / self.METRICS
 
     @property
     def checkpoint_log(self) -> Path:
-        return self.path / "checkpoints.jsonl"
+        return self.path / self.CHECKPOINT_LOG
 
     @property
     def checkpoints(self) -> Path:
@@ -120,11 +140,37 @@ class RunDir:
 
     @property
     def results(self) -> Path:
-        return self.path / "results.json"
+        return self.path / self.RESULTS
 
     @property
     def status_file(self) -> Path:
-        return self.path / "status.json"
+        return self.path / self.STATUS
+
+    @property
+    def hydra_dir(self) -> Path:
+        """Hydra's copies of the run's command line (overrides.yaml), config and hydra section (hydra.yaml)."""
+        return self.path / self.HYDRA
+
+    def is_run(self) -> bool:
+        """Whether the folder is a run directory (one that has started, or that Hydra has set up)."""
+        return self.status_file.exists() or self.hydra_dir.is_dir()
+
+    def stages(self) -> list["RunDir"]:
+        """A pipeline's stage folders that have started (<k>-<name>/ holding a status.json), in stage order."""
+        if not self.path.is_dir():
+            return []
+        found = sorted(
+            (int(match.group(1)), p.name)
+            for p in self.path.iterdir()
+            if p.is_dir() and (match := self.STAGE.match(p.name)) and (p / self.STATUS).exists()
+        )
+        return [RunDir(self.path / name) for _, name in found]
+
+    @property
+    def stage_name(self) -> str:
+        """The stage a stage folder runs (dpo for 2-dpo/); the folder's name otherwise."""
+        match = self.STAGE.match(self.name)
+        return match.group(2) if match else self.name
 
     # --- state ---
     def status(self) -> dict[str, Any]:
@@ -158,7 +204,7 @@ class RunDir:
     def redact_hydra_copies(self) -> None:
         """Hydra saves the raw command line and config before the run starts, in .hydra/ (and for a sweep
         job in <sweep dir>/multirun.yaml): mask them too."""
-        for path in [*(self.path / ".hydra").glob("*.yaml"), self.path.parent / "multirun.yaml"]:
+        for path in [*self.hydra_dir.glob("*.yaml"), SweepDir(self.path.parent).multirun]:
             if not path.is_file():
                 continue
             try:
@@ -175,6 +221,23 @@ class RunDir:
 
     def read_results(self) -> dict[str, Any]:
         return json.loads(self.results.read_text(encoding="utf-8"))
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.metrics)
+
+    def read_config(self) -> dict[str, Any]:
+        """config.yaml as plain data ({} while there is none)."""
+        return _read_yaml(self.config, {})
+
+    def read_overrides(self) -> list[str] | None:
+        """The run's command-line overrides as Hydra recorded them (None when Hydra recorded none)."""
+        path = self.hydra_dir / "overrides.yaml"
+        return [str(line) for line in _read_yaml(path, None) or []] if path.exists() else None
+
+    def read_hydra_config(self) -> dict[str, Any]:
+        """The hydra section Hydra recorded for the run (.hydra/hydra.yaml; {} when there is none)."""
+        loaded = _read_yaml(self.hydra_dir / "hydra.yaml", {})
+        return (loaded.get("hydra") or {}) if isinstance(loaded, dict) else {}
 
     def log_metrics(self, record: dict[str, Any]) -> None:
         append_line(self.metrics, record)
@@ -221,3 +284,39 @@ class RunDir:
             elif stale.exists():
                 stale.unlink()
         return checkpoint
+
+
+class SweepDir:
+    """A sweep folder (multirun/<date>/<time>): Hydra's record of the launch, one run directory per job, and
+    an Optuna search's result."""
+
+    MULTIRUN = "multirun.yaml"
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path).absolute()
+
+    @property
+    def multirun(self) -> Path:
+        """Hydra's record of the sweep's launch: its config and the command line's overrides."""
+        return self.path / self.MULTIRUN
+
+    @property
+    def optuna_results(self) -> Path:
+        """What Hydra's Optuna sweeper writes at the end of a search: best_value and best_params."""
+        return self.path / "optimization_results.yaml"
+
+    def jobs(self) -> list[RunDir]:
+        """The sweep's jobs that have started (folders holding a status.json), in name order."""
+        return [RunDir(p.parent) for p in sorted(self.path.glob(f"*/{RunDir.STATUS}"))]
+
+    def task_overrides(self) -> list[str]:
+        """The overrides of the launching command line (with their sweeps, e.g. learning_rate=1e-4,1e-3)."""
+        loaded = _read_yaml(self.multirun, {})
+        try:
+            return [str(line) for line in loaded["hydra"]["overrides"]["task"] or []]
+        except (KeyError, TypeError):
+            return []
+
+    def read_optuna_results(self) -> dict[str, Any]:
+        loaded = _read_yaml(self.optuna_results, {})
+        return loaded if isinstance(loaded, dict) else {}

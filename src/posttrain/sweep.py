@@ -1,31 +1,97 @@
-"""Sweeps: the end-of-sweep summary (completed / failed / skipped jobs, each failure's one-line cause),
-as a Hydra callback that runs in the launching process whatever the launcher."""
+"""Sweeps and hyperparameter search: the checks before a sweep launches, what a failed job returns, and the
+end-of-sweep summary.
+
+Hyperparameter search uses Hydra's Optuna sweeper (hydra/sweeper=optuna, or the preset optuna_tictactoe).
+Each job returns results[objective] (run/job.py). A failed job returns the worst value instead (-inf when
+maximizing, +inf when minimizing): the search goes on and steers away from settings that fail. (None would
+make the trial a failed Optuna trial, and a search whose every trial failed would end in a traceback, "No
+trials are completed yet"; NaN crashes hydra-optuna-sweeper 1.3.0 at once.)
+Before anything launches, the command line is checked here: an Optuna sweep needs an objective, and its
+direction must optimize that objective the right way round where the better side of the metric is known
+(the sweeper's default direction, minimize, is wrong for a rate).
+
+At the end of every sweep, SweepSummary (a Hydra callback, run in the launching process whatever the
+launcher) prints completed / failed / skipped jobs with each failure's one-line cause, and ends the command
+with exit status 1 when a job did not complete.
+"""
 
 from __future__ import annotations
 
 import datetime
-import logging
+import math
+import re
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from posttrain.rundir import RunDir
+from posttrain.errors import PosttrainError
+from posttrain.rundir import SweepDir
 
-log = logging.getLogger(__name__)
+# --- before launch: the search's objective and direction ------------------------------------------------
 
-# Jobs of the last sweep that did not complete; the entrypoint exits non-zero when there are any.
-unfinished_jobs: list[str] = []
+# results.json keys whose better side is clear from the name
+HIGHER_IS_BETTER = re.compile(r"(optimal_move_rate|legal_move_rate|win_rate|accuracy|accuracies|margins)$")
+LOWER_IS_BETTER = re.compile(r"(loss|loss_rate|forfeit_rate|perplexity)$")
 
 
-def job_dirs(sweep_dir: Path) -> list[RunDir]:
-    """Job folders of a sweep: those holding a status.json (directly, not inside a stage)."""
-    return [RunDir(p.parent) for p in sorted(sweep_dir.glob("*/status.json"))]
+def better_direction(metric: str) -> str | None:
+    """maximize / minimize for a metric whose better side is known from its name, else None."""
+    if HIGHER_IS_BETTER.search(metric):
+        return "maximize"
+    if LOWER_IS_BETTER.search(metric):
+        return "minimize"
+    return None
 
+
+def _name(direction) -> str:
+    return str(getattr(direction, "name", direction)).lower()
+
+
+def check_search(cfg: DictConfig) -> None:
+    """An Optuna sweep (cfg composed with its hydra section) has an objective and optimizes it the right way."""
+    target = str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="") or "")
+    if "optuna" not in target.lower():
+        return
+    objective = cfg.get("objective")
+    if not objective:
+        raise PosttrainError(
+            "the optuna sweeper needs an objective: every trial would return nothing to optimize",
+            "add objective=<a results.json key> with its direction, e.g. objective=optimal_move_rate "
+            "hydra.sweeper.direction=maximize (hydra/sweeper=optuna_tictactoe maximizes)",
+        )
+    direction = cfg.hydra.sweeper.get("direction")
+    if isinstance(direction, (list, ListConfig)):
+        raise PosttrainError(
+            f"hydra.sweeper.direction lists {len(direction)} directions, but a job returns one objective ({objective})",
+            "give one direction: hydra.sweeper.direction=maximize or minimize",
+        )
+    better = better_direction(str(objective))
+    if better and _name(direction) != better:
+        side = "higher" if better == "maximize" else "lower"
+        raise PosttrainError(
+            f"the optuna sweeper would {_name(direction)} {objective}, where {side} is better",
+            f"hydra.sweeper.direction={better}",
+        )
+
+
+# --- during the sweep: what a failed job returns ---------------------------------------------------------
+
+def failed_job_value(cfg: DictConfig, sweeper: DictConfig | None) -> float | None:
+    """What a failed job of a sweep returns: the worst value when a sweeper optimizes an objective, else None."""
+    direction = sweeper.get("direction") if sweeper is not None else None
+    if not cfg.get("objective") or direction is None or isinstance(direction, (list, ListConfig)):
+        return None
+    return -math.inf if _name(direction) == "maximize" else math.inf
+
+
+# --- after the sweep: the summary and the exit status ----------------------------------------------------
 
 def summarize(sweep_dir: Path, launched_at: str) -> tuple[str, list[str]]:
+    """The summary's text and one line per job that did not complete (a job completed before launched_at
+    was skipped: it was already complete)."""
     completed, failed, skipped, other = [], [], [], []
-    for job in job_dirs(sweep_dir):
+    for job in SweepDir(sweep_dir).jobs():
         status = job.status()
         state = status.get("state")
         if state == "completed" and status.get("updated", "") < launched_at:
@@ -45,14 +111,20 @@ def summarize(sweep_dir: Path, launched_at: str) -> tuple[str, list[str]]:
 
 
 class SweepSummary(Callback):
+    """Prints the sweep's summary at its end; a sweep with a job that did not complete exits with status 1.
+
+    The exit is a SystemExit raised here: Hydra turns a callback's Exception into a warning but lets SystemExit
+    through, and calls on_multirun_end in reverse order, so this callback (listed first in hydra/posttrain.yaml)
+    runs after any a user adds."""
+
     def __init__(self) -> None:
         self.launched_at = ""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         self.launched_at = datetime.datetime.now().isoformat(timespec="seconds")
-        unfinished_jobs.clear()
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         text, problems = summarize(Path(config.hydra.sweep.dir), self.launched_at)
-        unfinished_jobs.extend(problems)
         print(text, flush=True)
+        if problems:
+            raise SystemExit(1)

@@ -23,7 +23,7 @@ from posttrain.redact import install_log_redaction, redact
 from posttrain.run.pipeline import run_pipeline
 from posttrain.rundir import RunDir, now
 from posttrain.run.train import Interrupted, config_for_run, train_run
-from posttrain.search import failed_job_value
+from posttrain.sweep import failed_job_value
 
 log = logging.getLogger(__name__)
 
