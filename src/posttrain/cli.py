@@ -57,6 +57,10 @@ def main() -> None:
                     return
             elif not (args.cfg or args.info):
                 check_command_line(overrides, config_name, args.multirun)
+                from posttrain.plan import print_plan  # imports torch: only once the command will run
+
+                if print_plan(overrides, config_name, args.multirun):
+                    return
         except PosttrainError as error:
             fail(error)
     hydra_app()  # a sweep with a job that did not complete exits 1 from its summary (sweep.SweepSummary)

@@ -279,27 +279,39 @@ def check_command_line(overrides: list[str], config_name: str, multirun: bool) -
         check_output_dir(output)
 
 
-# --- --cfg job for a pipeline --------------------------------------------------------------------------
+# --- the configs a command trains -----------------------------------------------------------------------
 
-def print_pipeline_configs(overrides: list[str], config_name: str, resolve: bool) -> bool:
-    """`--cfg job` of a pipeline prints its config, then each stage's (what <run dir>/<k>-<stage>/config.yaml
-    will hold). Returns False for a single run, whose config Hydra prints as it is."""
+def configs_to_run(overrides: list[str], config_name: str) -> tuple[DictConfig, list[tuple[str, DictConfig]]]:
+    """The composed config of a command line (its first combination) and the configs that train: itself for
+    a single run; for a pipeline each stage's, labelled <k>-<stage> and starting from the previous final/."""
     from pathlib import Path
 
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
         stages = pipeline_stages(cfg)
         if not stages:
-            return False
+            return cfg, [("run", cfg)]
         run_dir = Path(str(cfg.hydra.run.dir)).absolute()
-        documents = [OmegaConf.to_yaml(_without_hydra(cfg), resolve=resolve)]
-        start = None
+        configs, start = [], None
         for index, (name, settings) in enumerate(stages, start=1):
-            stage_dir = run_dir / f"{index}-{name}"
-            stage_cfg = stage_config(config_name, settings, overrides, start)
-            documents.append(f"# stage {index}-{name}: {stage_dir / 'config.yaml'}\n"
-                             + OmegaConf.to_yaml(_without_hydra(stage_cfg), resolve=resolve))
-            start = str(stage_dir / "final")
+            configs.append((f"{index}-{name}", stage_config(config_name, settings, overrides, start)))
+            start = str(run_dir / f"{index}-{name}" / "final")
+        return cfg, configs
+
+
+def print_pipeline_configs(overrides: list[str], config_name: str, resolve: bool) -> bool:
+    """`--cfg job` of a pipeline prints its config, then each stage's (what <run dir>/<k>-<stage>/config.yaml
+    will hold). Returns False for a single run, whose config Hydra prints as it is."""
+    from pathlib import Path
+
+    cfg, configs = configs_to_run(overrides, config_name)
+    if not pipeline_stages(cfg):
+        return False
+    run_dir = Path(str(cfg.hydra.run.dir)).absolute()
+    documents = [OmegaConf.to_yaml(_without_hydra(cfg), resolve=resolve)]
+    for label, stage_cfg in configs:
+        documents.append(f"# stage {label}: {run_dir / label / 'config.yaml'}\n"
+                         + OmegaConf.to_yaml(_without_hydra(stage_cfg), resolve=resolve))
     print("---\n".join(documents), end="")
     return True
 

@@ -1,0 +1,87 @@
+"""plan=true: the plan of a run from its config alone (meta device, no weights), and the stop before loading a
+model that cannot fit the GPU. The estimate's accuracy against measured peaks is a GPU benchmark's job
+(benchmarks/gpu_throughput.py); here: the parameter counts are exact, the memory terms add up as documented,
+and every model config plans on a CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import run_posttrain
+from hydra import compose, initialize_config_module
+
+import posttrain.compose  # noqa: F401  (registers the config resolvers)
+from posttrain.errors import PosttrainError
+from posttrain.plan import GIB, adapter_parameters, check_fits, estimate_memory, make_plan, meta_model
+
+MODELS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "model").glob("*.yaml"))
+
+
+def composed(*overrides: str):
+    with initialize_config_module(config_module="posttrain.conf", version_base="1.3"):
+        return compose(config_name="train", overrides=["~experiment", *overrides])
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_plans_on_a_cpu_without_weights(model):
+    cfg = composed(f"model={model}", "hardware=gpu", "plan=true")
+    plan, token_flops = make_plan(cfg, with_data=False)
+    published = cfg.model.get("published_parameters")
+    if published:  # the meta-device model has the published size
+        assert abs(plan.parameters - published) / published < 0.01, (plan.parameters, published)
+    assert plan.memory.weights == 2 * plan.parameters  # bf16
+    assert plan.memory.gradients == 2 * plan.parameters and plan.memory.optimizer == 4 * plan.parameters
+    assert plan.memory.total > plan.memory.weights * 4 and token_flops >= 6 * plan.active
+
+
+def test_lora_counts_the_adapters_peft_would_add():
+    from peft import LoraConfig, get_peft_model
+
+    cfg = composed("model=tiny", "lora_rank=8")
+    model = meta_model(cfg.model, "causal_lm")
+    planned, _ = adapter_parameters(model, 8, "all-linear")
+    import torch
+
+    with torch.device("cpu"):
+        real = meta_model(cfg.model, "causal_lm").to_empty(device="cpu")
+    peft_model = get_peft_model(real, LoraConfig(r=8, target_modules="all-linear", task_type="CAUSAL_LM"))
+    assert planned == sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+
+
+def test_lora_plan_holds_frozen_weights_and_fp32_adapter_state():
+    cfg = composed("model=qwen3-4b", "hardware=gpu", "lora_rank=32", "hardware.micro_batch=4")
+    plan, _ = make_plan(cfg, with_data=False)
+    assert plan.trainable < plan.parameters / 20
+    assert plan.memory.gradients == 0 and plan.memory.optimizer == 16 * plan.trainable
+
+
+def test_activation_checkpointing_and_liger_shrink_the_estimate():
+    shape = {"h": 896, "q": 896, "kv": 128, "i": 4864, "L": 24, "V": 151936}
+    plain = estimate_memory(shape, 494_000_000, 0, False, 0.0, 16384, "bf16", False, False, False, [])
+    liger = estimate_memory(shape, 494_000_000, 0, False, 0.0, 16384, "bf16", True, False, False, [])
+    saved = estimate_memory(shape, 494_000_000, 0, False, 0.0, 16384, "bf16", False, True, False, [])
+    assert liger.activations < plain.activations and liger.logits < plain.logits / 3
+    assert saved.activations < plain.activations / 5
+    # 2 bytes x (4h + 3q + 2kv + 4i) + 8h per token and layer, for 16384 tokens and 24 layers
+    assert plain.activations == 16384 * 24 * (2 * (4 * 896 + 3 * 896 + 2 * 128 + 4 * 4864) + 8 * 896)
+
+
+def test_a_model_that_cannot_fit_stops_with_the_fixes():
+    cfg = composed("model=qwen3-30b-a3b", "hardware=gpu", "hardware.micro_batch=1")
+    plan, _ = make_plan(cfg, with_data=False)
+    with pytest.raises(PosttrainError) as error:
+        check_fits(plan)
+    assert "GiB per GPU even one row at a time" in error.value.problem
+    assert "lora_rank=16" in error.value.fix and "peft=qlora" in error.value.fix
+    small, _ = make_plan(composed("model=qwen2.5-0.5b", "hardware=gpu", "hardware.micro_batch=1"), with_data=False)
+    check_fits(small)
+    assert small.memory.total < 20 * GIB
+
+
+def test_plan_true_prints_each_stage_and_trains_nothing(workdir):
+    result = run_posttrain(["plan=true", "hardware=gpu"], workdir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "plan (1-sft):" in result.stdout and "plan (2-dpo):" in result.stdout
+    assert result.stdout.count("peak GPU memory per device") == 2 and "tokens per epoch" in result.stdout
+    assert not (workdir / "outputs").exists()
