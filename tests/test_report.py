@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import read_jsonl, read_results, run_posttrain
 
-from posttrain.report import read_state
+from posttrain.report.reading import read_state
 from posttrain.rundir import RunDir
 
 # A few optimizer steps of SFT, a small held-out evaluation without thoughts (short generations).

@@ -1,0 +1,116 @@
+"""The report's plots: each final metric against each swept numeric knob, and every job's learning curves.
+matplotlib is imported only when a plot is drawn."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+from posttrain.report.reading import Job, number
+from posttrain.report.tables import short
+
+
+def file_name(text: str) -> str:
+    """A metric or knob name as part of a file name (eval/loss -> eval-loss)."""
+    return re.sub(r"[^A-Za-z0-9._=-]+", "-", text).strip("-")
+
+
+def _label(job: Job, keys: list[str]) -> str:
+    text = ", ".join(f"{key}={short(job.overrides.get(key))}" for key in keys) or job.name
+    if job.state != "completed":
+        text += f" ({job.state})"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def plot_metric_vs_knob(jobs: list[Job], metric: str, knob: str, others: list[str], max_lines: int, path: Path):
+    """metric against knob, one line per combination of the other swept keys (points when the combinations
+    are too many or each has one job); None when there is nothing to draw."""
+    import matplotlib.pyplot as plt
+
+    points = [
+        (number(job.overrides.get(knob)), job.metrics[metric], tuple(job.overrides.get(k) for k in others))
+        for job in jobs
+        if metric in job.metrics and number(job.overrides.get(knob)) is not None
+    ]
+    if len({x for x, _, _ in points}) < 2:
+        return None
+    groups: dict[tuple, list[tuple[float, float]]] = {}
+    for x, y, group in points:
+        groups.setdefault(group, []).append((x, y))
+    figure, axes = plt.subplots(figsize=(6.4, 4.4))
+    if len(groups) > max_lines or (len(groups) > 1 and all(len(xy) == 1 for xy in groups.values())):
+        # a random search (Optuna): every job its own combination, so points, coloured by the other knob
+        shade = [number(group[0]) for _, _, group in points] if len(others) == 1 else []
+        if shade and None not in shade:
+            dots = axes.scatter([x for x, _, _ in points], [y for _, y, _ in points], c=shade, cmap="viridis")
+            figure.colorbar(dots, ax=axes, label=others[0])
+        else:
+            axes.scatter([x for x, _, _ in points], [y for _, y, _ in points])
+        axes.set_title(f"{metric} vs {knob} (each point a job; {', '.join(others)} vary)", fontsize=9)
+    else:
+        for group, xy in groups.items():
+            xy.sort()
+            label = ", ".join(f"{k}={short(v)}" for k, v in zip(others, group)) or None
+            axes.plot([x for x, _ in xy], [y for _, y in xy], marker="o", label=label)
+        axes.set_title(f"{metric} vs {knob}", fontsize=10)
+        if others:
+            axes.legend(fontsize=7)
+    xs = [x for x, _, _ in points]
+    if min(xs) > 0 and max(xs) / min(xs) >= 10:
+        axes.set_xscale("log")
+    axes.set_xlabel(knob)
+    axes.set_ylabel(metric)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def _points(rows: list[dict], key: str) -> list[tuple[float, float]]:
+    return [
+        (row["step"], row[key]) for row in rows
+        if isinstance(row.get(key), (int, float)) and isinstance(row.get("step"), (int, float))
+    ]
+
+
+def plot_learning_curves(jobs: list[Job], keys: list[str], curve_keys: list[str], path: Path):
+    """Every job's curves against the step: a row per curve key, a column per stage; None when no job
+    has logged any of them yet."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    stages: list[str] = []
+    for job in jobs:
+        stages += [stage for stage in job.curves if stage not in stages]
+    present = [key for key in curve_keys if any(_points(rows, key) for job in jobs for rows in job.curves.values())]
+    if not present or not stages:
+        return None
+    columns = 1 if len(jobs) > 6 else 2
+    legend_inches = 0.3 + 0.2 * math.ceil(len(jobs) / columns)
+    figure, axes = plt.subplots(
+        len(present), len(stages), figsize=(5.2 * len(stages), 3.4 * len(present) + legend_inches), squeeze=False
+    )
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    handles = []
+    for index, job in enumerate(jobs):
+        color = colors[index % len(colors)]
+        handles.append(Line2D([], [], color=color, marker=".", label=_label(job, keys)))
+        for row_index, key in enumerate(present):
+            for column, stage in enumerate(stages):
+                xy = _points(job.curves.get(stage, []), key)
+                if xy:
+                    axes[row_index][column].plot(
+                        [x for x, _ in xy], [y for _, y in xy], marker="." if len(xy) > 1 else "o", color=color
+                    )
+    for row_index, key in enumerate(present):
+        for column, stage in enumerate(stages):
+            axes[row_index][column].set_title(f"{stage}: {key}" if stage else key, fontsize=10)
+            axes[row_index][column].set_xlabel("step")
+            axes[row_index][column].grid(alpha=0.3)
+    figure.legend(handles=handles, loc="lower center", fontsize=7, ncol=columns, frameon=False)
+    figure.tight_layout(rect=(0, legend_inches / figure.get_figheight(), 1, 1))
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

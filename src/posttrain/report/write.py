@@ -1,0 +1,91 @@
+"""The report of a folder: read its jobs, write report.md and report.csv, draw the plots."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from posttrain.errors import PosttrainError
+from posttrain.report.plots import file_name, plot_learning_curves, plot_metric_vs_knob
+from posttrain.report.reading import metric_names, numeric_knobs, read_jobs, swept_keys, varying_keys
+from posttrain.report.tables import csv_table, markdown_table, short, table_rows
+from posttrain.rundir import RunDir, SweepDir
+
+PLOTS = "plots"
+
+
+def _optuna_line(root: Path) -> str:
+    found = SweepDir(root).read_optuna_results()
+    if "best_value" not in found:
+        return ""
+    params = ", ".join(f"{k}={short(v)}" for k, v in (found.get("best_params") or {}).items())
+    if not math.isfinite(float(found["best_value"])):
+        return f"Optuna: no trial completed (best value {found['best_value']})\n\n"
+    return f"Optuna best value: {short(found['best_value'])} ({params})\n\n"
+
+
+@dataclass
+class Report:
+    markdown: Path
+    csv: Path
+    plots: list[Path]
+    table: str
+
+
+def write_report(cfg: DictConfig) -> Report:
+    """The report of cfg.dir (the report config, conf/report.yaml), written into cfg.out or cfg.dir."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    root = Path(str(cfg.dir)).expanduser().absolute()
+    jobs = read_jobs(root)
+    out = Path(str(cfg.out)).expanduser().absolute() if cfg.get("out") else root
+    keys = varying_keys(jobs, swept_keys(root), lone_run=RunDir(root).is_run())
+    metrics = metric_names(jobs, cfg.get("metrics"))
+    header, rows = table_rows(jobs, keys, metrics)
+    table = markdown_table(header, rows)
+    try:
+        (out / PLOTS).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PosttrainError(
+            f"cannot write the report into {out}: {error.strerror}", "give out=<a writable folder>"
+        ) from None
+
+    for stale in [*(out / PLOTS).glob("*_vs_*.png"), out / PLOTS / "learning_curves.png"]:
+        stale.unlink(missing_ok=True)  # from an earlier report of this sweep
+    plots, flat = [], []
+    knobs = numeric_knobs(jobs, keys) if len(jobs) > 1 else []
+    for metric in metrics:
+        values = [job.metrics[metric] for job in jobs if metric in job.metrics]
+        if len(set(values)) < 2:
+            flat += [metric] if len(values) > 1 else []
+            continue
+        for knob in knobs:
+            others = [key for key in keys if key != knob]
+            target = out / PLOTS / f"{file_name(metric)}_vs_{file_name(knob)}.png"
+            if plot_metric_vs_knob(jobs, metric, knob, others, int(cfg.max_lines), target):
+                plots.append(target)
+    curves = plot_learning_curves(jobs, keys, [str(k) for k in cfg.curves], out / PLOTS / "learning_curves.png")
+    if curves:
+        plots.append(curves)
+
+    states = {}
+    for job in jobs:
+        states[job.state] = states.get(job.state, 0) + 1
+    counts = ", ".join(f"{count} {state}" for state, count in states.items())
+    text = f"# Report: {root}\n\n{len(jobs)} job{'s' if len(jobs) != 1 else ''}: {counts}\n\n" + _optuna_line(root)
+    text += table + "\n"
+    if flat and knobs:
+        text += f"Not plotted (the same in every job): {', '.join(flat)}\n\n"
+    if plots:
+        text += "## Plots\n\n" + "".join(
+            f"![{p.stem}]({os.path.relpath(p, out)})\n\n" for p in plots
+        )
+    markdown, csv_file = out / "report.md", out / "report.csv"
+    markdown.write_text(text, encoding="utf-8")
+    csv_file.write_text(csv_table(header, rows), encoding="utf-8")
+    return Report(markdown, csv_file, plots, table)
