@@ -8,76 +8,23 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
 from posttrain.data.files import looks_local
 from posttrain.errors import PosttrainError
 from posttrain.registry import get_method
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    return None
-
-
-def _integer(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-        return None
-    return int(value)
-
-
-# key -> (kind, predicate on the converted value, what a good value is, an example)
-Rule = tuple[str, Callable[[float], bool], str, str]
-KNOB_RULES: dict[str, Rule] = {
-    "learning_rate": ("number", lambda v: v > 0, "a number > 0", "learning_rate=1e-4"),
-    "batch_size": ("integer", lambda v: v > 0, "an integer > 0", "batch_size=8"),
-    "num_epochs": ("number", lambda v: v > 0, "a number > 0", "num_epochs=1"),
-    "max_steps": ("integer", lambda v: v == -1 or v > 0, "-1 (use num_epochs) or an integer > 0", "max_steps=100"),
-    "lora_rank": ("integer", lambda v: v >= 0, "0 (full fine-tuning) or an integer > 0", "lora_rank=32"),
-    "dpo_beta": ("number", lambda v: v > 0, "a number > 0", "dpo_beta=0.1"),
-    "seed": ("integer", lambda v: v >= 0, "an integer >= 0", "seed=42"),
-    "training.gradient_accumulation_steps": ("integer", lambda v: v > 0, "an integer > 0", "training.gradient_accumulation_steps=4"),
-    "training.warmup_ratio": ("number", lambda v: 0 <= v < 1, "a number in [0, 1)", "training.warmup_ratio=0.05"),
-    "training.weight_decay": ("number", lambda v: v >= 0, "a number >= 0", "training.weight_decay=0.01"),
-    "training.max_grad_norm": ("number", lambda v: v > 0, "a number > 0", "training.max_grad_norm=1.0"),
-    "training.logging_steps": ("integer", lambda v: v > 0, "an integer > 0", "training.logging_steps=10"),
-    "training.eval_steps": ("integer", lambda v: v >= 0, "0 (only at the end) or an integer > 0", "training.eval_steps=100"),
-    "training.save_steps": ("integer", lambda v: v >= 0, "0 (only final/) or an integer > 0", "training.save_steps=200"),
-    "training.save_total_limit": ("integer", lambda v: v >= 1, "an integer >= 1", "training.save_total_limit=2"),
-}
-
-
-def _select(cfg: DictConfig, key: str) -> Any:
-    node: Any = cfg
-    for part in key.split("."):
-        node = node[part]
-    return node
+from posttrain.schema import validate
 
 
 def check_knobs(cfg: DictConfig) -> None:
-    for key, (kind, ok, wanted, example) in KNOB_RULES.items():
-        raw = _select(cfg, key)
-        value = _number(raw) if kind == "number" else _integer(raw)
-        if value is None or not ok(value):
-            raise PosttrainError(f"{key} must be {wanted}, got {raw!r}", f"set it like {example}")
-    if cfg.training.on_nonfinite_loss not in ("stop", "skip"):
-        raise PosttrainError(
-            f"training.on_nonfinite_loss must be stop or skip, got {cfg.training.on_nonfinite_loss!r}",
-            "set training.on_nonfinite_loss=stop",
-        )
+    """The top-level knobs and the training group, against their typed views (posttrain.schema)."""
+    validate(cfg, ("", "training"))
 
 
 def check_model(cfg: DictConfig) -> None:
+    validate(cfg, ("model",))
     model = cfg.model
-    if model.init not in ("auto", "pretrained", "random"):
-        raise PosttrainError(
-            f"model.init must be auto, pretrained or random, got {model.init!r}", "set model.init=auto"
-        )
     if model.init == "pretrained" and not model.path:
         raise PosttrainError("model.init=pretrained needs model.path", "set model.path=<hub id or directory>")
     path = model.path
@@ -95,14 +42,8 @@ def check_model(cfg: DictConfig) -> None:
 
 
 def check_hardware(cfg: DictConfig) -> None:
+    validate(cfg, ("hardware",))
     device = cfg.hardware.device
-    if device not in ("auto", "cpu", "cuda"):
-        raise PosttrainError(f"hardware.device must be auto, cpu or cuda, got {device!r}", "use hardware=auto")
-    if cfg.hardware.precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise PosttrainError(
-            f"hardware.precision must be auto, fp32, bf16 or fp16, got {cfg.hardware.precision!r}",
-            "set hardware.precision=auto",
-        )
     needs_gpu = device == "cuda" or cfg.peft.get("load_in_4bit", False)
     if needs_gpu and not cfg.get("plan", False):  # a plan is made for a GPU that need not be here
         import torch
@@ -116,6 +57,7 @@ def check_hardware(cfg: DictConfig) -> None:
 
 
 def check_peft(cfg: DictConfig) -> None:
+    validate(cfg, ("peft",))
     if cfg.peft.name == "qlora" and cfg.lora_rank <= 0:
         raise PosttrainError("peft=qlora trains adapters, but lora_rank is 0", "set lora_rank=16 (or any rank > 0)")
 
@@ -180,4 +122,5 @@ def check_config(cfg: DictConfig) -> None:
     check_hardware(cfg)
     from posttrain.data.loading import check_dataset_config
 
+    validate(cfg, ("dataset",))
     check_dataset_config(cfg.dataset, get_method(cfg.method.name))
