@@ -59,6 +59,16 @@ def test_composed_config_equals_its_snapshot(case):
     assert composed(recorded["config"], recorded["overrides"]) == recorded["composed"]
 
 
+@pytest.mark.parametrize("case", sorted(name for name, (config, _) in cases().items() if config == "train"))
+def test_every_shipped_config_passes_its_typed_views(case):
+    import posttrain.compose  # noqa: F401  (registers the config resolvers)
+    from posttrain.schema import validate
+
+    config, overrides = cases()[case]
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        validate(compose(config_name=config, overrides=overrides))
+
+
 def write_snapshot() -> None:
     snapshot = {
         name: {"config": config, "overrides": overrides, "composed": composed(config, overrides)}

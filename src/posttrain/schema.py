@@ -1,5 +1,5 @@
 """One typed view per config group: each field's type and allowed values, stated once, checked once after
-composition (posttrain.checks runs `validate` before anything loads).
+composition (posttrain.checks.check_config runs `validate` before any model or data loads).
 
 The YAML files say what each field does (one comment each, in the option or base that introduces it); the
 classes below say what a field may hold. A group's options share its view: conf/model/*.yaml all read as
@@ -47,12 +47,13 @@ class Range:
 
     def wanted(self) -> str:
         """What a good value is, e.g. 'a number in [0, 1)' or '-1 (use num_epochs) or an integer > 0'."""
-        article = "a number" if self.kind == "number" else "an integer"
-        low = f"> {self.gt:g}" if self.gt is not None else f">= {self.ge:g}" if self.ge is not None else None
-        if low and self.lt is not None:
-            text = f"{article} in {'(' if self.gt is not None else '['}{self.gt if self.gt is not None else self.ge:g}, {self.lt:g})"
-        else:
-            text = f"{article} {low}" if low else article
+        text = "a number" if self.kind == "number" else "an integer"
+        if self.lt is not None:  # an interval: [ge, lt) or (gt, lt)
+            text += f" in [{self.ge:g}, {self.lt:g})" if self.gt is None else f" in ({self.gt:g}, {self.lt:g})"
+        elif self.gt is not None:
+            text += f" > {self.gt:g}"
+        elif self.ge is not None:
+            text += f" >= {self.ge:g}"
         return f"{self.special[0]} ({self.special[1]}) or {text}" if self.special else text
 
     def problem(self, key: str, value: Any) -> PosttrainError | None:
