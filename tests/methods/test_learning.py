@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import read_jsonl, read_results, run_posttrain
 
+from posttrain.data.formats import unpair
 from posttrain.tictactoe import dataset as tictactoe
 
 pytestmark = pytest.mark.slow
@@ -34,7 +35,7 @@ def data(tmp_path_factory) -> dict[str, tuple[str, str]]:
     makers = {
         "completion": lambda b: tictactoe.sft_rows(b, thoughts=False),
         "preference": lambda b: tictactoe.preference_rows(b, False, 1, 0, illegal_pairs=True),
-        "unpaired": lambda b: tictactoe.unpaired_rows(b, False, 1, 0, illegal_pairs=True),
+        "unpaired": lambda b: unpair(tictactoe.preference_rows(b, False, 1, 0, illegal_pairs=True)),
         "prompt": tictactoe.prompt_rows,
         "text": lambda b: tictactoe.text_rows(b, thoughts=False),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from posttrain.data.formats import unpair
 from posttrain.errors import PosttrainError
 from posttrain.tictactoe import dataset as tictactoe
 
@@ -16,7 +17,7 @@ def tictactoe_rows(cfg: DictConfig, form: str, split: str, seed: int) -> list[di
     if form == "preference":
         return tictactoe.preference_rows(boards, cfg.thoughts, cfg.pairs_per_position, seed, cfg.illegal_pairs)
     if form == "unpaired":
-        return tictactoe.unpaired_rows(boards, cfg.thoughts, cfg.pairs_per_position, seed, cfg.illegal_pairs)
+        return unpair(tictactoe.preference_rows(boards, cfg.thoughts, cfg.pairs_per_position, seed, cfg.illegal_pairs))
     if form == "prompt":
         return tictactoe.prompt_rows(boards)
     if form == "text":

@@ -24,6 +24,7 @@ prompt (other columns ride along for reward functions); text (pretraining) <- te
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,21 +55,23 @@ def _text(row: dict, field: str) -> str:
     return value
 
 
-def _messages(value: Any, field: str, role_key: str = "role", content_key: str = "content",
-              roles: dict[str, str] | None = None) -> list[dict]:
+def _messages(value: Any, field: str, roles: dict[str, str] | None = None,
+              file_keys: tuple[str, str] = ("role", "content")) -> list[dict]:
+    """Checked ChatML messages (role/content); `roles` maps a file's role names, `file_keys` are the names
+    the file used for role and content (errors name them)."""
     if value is None:
         raise BadRow(f"field '{field}' is null")
     if not isinstance(value, list) or not value:
         raise BadRow(f"field '{field}' must be a non-empty list of messages")
     messages = []
     for index, message in enumerate(value, start=1):
-        if not isinstance(message, dict) or role_key not in message or content_key not in message:
-            raise BadRow(f"message {index} of '{field}' needs '{role_key}' and '{content_key}'")
-        role = str(message[role_key])
+        if not isinstance(message, dict) or "role" not in message or "content" not in message:
+            raise BadRow(f"message {index} of '{field}' needs '{file_keys[0]}' and '{file_keys[1]}'")
+        role = str(message["role"])
         role = roles.get(role.lower(), role) if roles else role
         if role not in CHAT_ROLES:
-            raise BadRow(f"message {index} of '{field}' has unknown role '{message[role_key]}'")
-        content = message[content_key]
+            raise BadRow(f"message {index} of '{field}' has unknown role '{message['role']}'")
+        content = message["content"]
         if not isinstance(content, str) or not content.strip():
             raise BadRow(f"message {index} of '{field}' has empty or non-text content")
         messages.append({"role": role, "content": content})
@@ -111,6 +114,15 @@ def _implicit_preference(row: dict) -> dict:
     return split
 
 
+def _sharegpt(row: dict) -> dict:
+    """from/value messages (human, gpt, ...) -> ChatML messages, through TRL's maybe_convert_to_chatml."""
+    from trl import maybe_convert_to_chatml
+
+    example = maybe_convert_to_chatml({"conversations": copy.deepcopy(row.get("conversations"))})
+    messages = _messages(example["messages"], "conversations", SHAREGPT_ROLES, file_keys=("from", "value"))
+    return {"messages": _with_assistant_turn(messages, "conversations")}
+
+
 def _alpaca(row: dict) -> dict:
     prompt = _text(row, "instruction")
     extra = row.get("input")
@@ -144,9 +156,7 @@ FORMATS = [
         "label": _label(r)}),
     Format("messages", frozenset({"messages"}), lambda r: {
         "messages": _with_assistant_turn(_messages(r.get("messages"), "messages"), "messages")}),
-    Format("sharegpt", frozenset({"conversations"}), lambda r: {
-        "messages": _with_assistant_turn(
-            _messages(r.get("conversations"), "conversations", "from", "value", SHAREGPT_ROLES), "conversations")}),
+    Format("sharegpt", frozenset({"conversations"}), _sharegpt),
     Format("conversations", frozenset({"conversations"}), lambda r: {
         "messages": _with_assistant_turn(_messages(r.get("conversations"), "conversations"), "conversations")}),
     Format("alpaca", frozenset({"instruction", "output"}), _alpaca),
@@ -174,10 +184,10 @@ ACCEPTS: dict[str, dict[str, Callable[[dict, dict], list[dict]]]] = {
         "preference": lambda rec, row: [rec],
         "implicit_preference": lambda rec, row: [rec],
     },
-    "unpaired": {
+    "unpaired": {  # pairs are split in two by unpair() once every row is converted
         "unpaired": lambda rec, row: [rec],
-        "preference": lambda rec, row: _unpair(rec),
-        "implicit_preference": lambda rec, row: _unpair(rec),
+        "preference": lambda rec, row: [rec],
+        "implicit_preference": lambda rec, row: [rec],
     },
     "prompt": {
         name: (lambda rec, row: [{**_extra_columns(row), "prompt": rec["prompt"]}])
@@ -192,11 +202,23 @@ ACCEPTS: dict[str, dict[str, Callable[[dict, dict], list[dict]]]] = {
 }
 
 
-def _unpair(rec: dict) -> list[dict]:
-    return [
-        {"prompt": rec["prompt"], "completion": rec["chosen"], "label": True},
-        {"prompt": rec["prompt"], "completion": rec["rejected"], "label": False},
-    ]
+def unpair(pairs: list[dict]) -> list[dict]:
+    """Preference pairs as KTO rows, by TRL's unpair_preference_dataset: each pair becomes its chosen
+    completion labelled true followed by its rejected one labelled false; other columns stay on both."""
+    if not pairs:
+        return []
+    from datasets import Dataset
+    from trl import unpair_preference_dataset
+
+    numbered = Dataset.from_list(pairs).add_column(_PAIR, list(range(len(pairs))))
+    rows = unpair_preference_dataset(numbered).to_list()
+    rows.sort(key=lambda row: (row[_PAIR], not row["label"]))
+    for row in rows:
+        del row[_PAIR]
+    return rows
+
+
+_PAIR = "__posttrain_pair__"  # a pair's index while it is split, to keep its two rows together and in order
 
 
 def _join_text(rec: dict) -> str:
@@ -282,4 +304,6 @@ def convert_rows(rows: list[Row], form: str, path: Path, columns: dict, skip_bad
             skipped.append(message)
     if not out:
         raise PosttrainError(f"{path} has no usable rows ({len(skipped)} skipped)", "fix the rows listed in the log")
+    if form == "unpaired" and fmt.name in ("preference", "implicit_preference"):
+        out = unpair(out)
     return out, fmt.name

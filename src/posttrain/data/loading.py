@@ -9,11 +9,11 @@ from pathlib import Path
 from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
 
-from posttrain.data.files import looks_local
 from posttrain.data.builtin import builtin_rows
-from posttrain.data.files import read_source
+from posttrain.data.files import looks_local, read_source
 from posttrain.data.formats import convert_rows
 from posttrain.errors import PosttrainError
+from posttrain.options import group_option
 from posttrain.registry import Method
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,9 @@ class PreparedData:
 
     @property
     def conversational(self) -> bool:
-        first = self.train[0]
-        return "messages" in first or isinstance(first.get("prompt"), list)
+        from trl import is_conversational
+
+        return is_conversational(self.train[0])
 
     def describe(self) -> str:
         eval_rows = len(self.eval) if self.eval is not None else 0
@@ -56,18 +57,9 @@ def _missing_file_error(cfg: DictConfig, path: str) -> PosttrainError:
 
 
 def named_dataset_config(name: str) -> DictConfig:
-    """conf/dataset/<name>.yaml as shipped, with the options its defaults list builds on merged under it
-    (mixture sources refer to datasets by name)."""
-    from importlib.resources import files
-
-    folder = files("posttrain.conf") / "dataset"
-    path = folder / f"{name}.yaml"
-    if not path.is_file():
-        options = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
-        raise PosttrainError(f"mixture source names unknown dataset '{name}'", f"choose one of: {', '.join(options)}")
-    own = OmegaConf.load(str(path))
-    bases = [named_dataset_config(str(entry)) for entry in own.pop("defaults", []) if entry != "_self_"]
-    return OmegaConf.merge(*bases, own) if bases else own
+    """conf/dataset/<name>.yaml with the options its defaults list builds on (mixture sources refer to
+    datasets by name)."""
+    return group_option("dataset", name, "mixture source names unknown dataset")
 
 
 def _source_config(source: DictConfig) -> DictConfig:

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from posttrain.data.files import looks_local
 from posttrain.errors import PosttrainError
+from posttrain.options import group_option
 from posttrain.pairs.candidates import Prompt
 
 DIGITS = range(1, 10)
@@ -28,14 +29,8 @@ PLACEHOLDER = re.compile(r"\{(prompt|response)\}")
 
 
 def _named_model(name: str) -> DictConfig:
-    """conf/model/<name>.yaml as shipped, to judge with pretrained weights."""
-    from importlib.resources import files
-
-    folder = files("posttrain.conf") / "model"
-    if not (folder / f"{name}.yaml").is_file():
-        options = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
-        raise PosttrainError(f"unknown judge.model '{name}'", f"choose one of: {', '.join(options)}, or set judge.path=<model directory>")
-    model = OmegaConf.load(str(folder / f"{name}.yaml"))
+    """conf/model/<name>.yaml (with the base its defaults list extends), to judge with pretrained weights."""
+    model = group_option("model", name, "unknown judge.model", ", or set judge.path=<model directory>")
     if not model.get("path"):
         raise PosttrainError(f"judge.model={name} has random weights (no path)", "pick a pretrained model, e.g. judge.model=smollm2-135m")
     return model

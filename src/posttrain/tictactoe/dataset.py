@@ -20,7 +20,8 @@ move wins at c; "-c": it must block c) and names the decision. For the board abo
 Rows produced, by the form a method needs:
 - completion (SFT): the perfect player's move;
 - preference (DPO, reward models, ...): that move over a legal non-optimal one;
-- unpaired (KTO): optimal moves labelled true, legal non-optimal moves false;
+- unpaired (KTO): the preference pairs split in two (posttrain.data.formats.unpair): optimal moves labelled
+  true, legal non-optimal moves false;
 - prompt (online RL): the position alone, with the board kept for the rules reward;
 - text (pretraining): prompt and completion as one document.
 """
@@ -137,17 +138,6 @@ def preference_rows(
                     "board": b,
                 }
             )
-    return rows
-
-
-def unpaired_rows(
-    boards: list[str], thoughts: bool, pairs_per_position: int, seed: int, illegal_pairs: bool = False
-) -> list[dict]:
-    """KTO rows: each preference pair split into a desirable and an undesirable completion."""
-    rows = []
-    for pair in preference_rows(boards, thoughts, pairs_per_position, seed, illegal_pairs):
-        rows.append({"prompt": pair["prompt"], "completion": pair["chosen"], "label": True, "board": pair["board"]})
-        rows.append({"prompt": pair["prompt"], "completion": pair["rejected"], "label": False, "board": pair["board"]})
     return rows
 
 
