@@ -35,12 +35,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 VOCAB = 151_936
 PEAK_FLOPS = 989e12  # H200 (SXM) dense bf16
-SFT_CASES = ("trl_defaults", "trl_tuned", "posttrain")
+SFT_CASES = ("trl_defaults", "trl_tuned", "posttrain", "posttrain_variant")
 DPO_CASES = ("trl_dpo", "posttrain_dpo")
 LABELS = {
     "trl_defaults": "plain TRL SFTTrainer, its defaults",
     "trl_tuned": "plain TRL, Liger, packing 16x2048, flex attention, no checkpointing (best hand-tuned)",
     "posttrain": "posttrain `method=sft hardware=gpu`",
+    "posttrain_variant": "posttrain `method=sft hardware=gpu` + --variant overrides",
     "trl_dpo": "plain TRL DPOTrainer, reference log-probs precomputed",
     "posttrain_dpo": "posttrain `method=dpo hardware=gpu`",
 }
@@ -177,6 +178,8 @@ def posttrain_case(case: str, a, work: Path, record: dict) -> None:
         "training.save_steps=0", "training.eval_steps=0", "training.logging_steps=10", f"run_name={case}",
         "hardware=gpu" if gpu else "hardware=auto",
     ]
+    if case == "posttrain_variant":
+        overrides += a.variant.split()
     if dpo:
         overrides.append("learning_rate=1e-6")  # throughput only; the same rate as the plain TRL DPO case
     if a.smoke:  # CPU: the GPU's choices forced where they run on a CPU, tiny sizes
@@ -190,7 +193,8 @@ def posttrain_case(case: str, a, work: Path, record: dict) -> None:
         trainer.add_callback(timer_callback(a.warmup, started, record))
         record["parameters"] = inputs.model.num_parameters()
         args = trainer.args
-        record["settings"] = (f"batch {args.per_device_train_batch_size}x{args.gradient_accumulation_steps}, "
+        record["settings"] = ((f"{a.variant}: " if case == "posttrain_variant" else "")
+                              + f"batch {args.per_device_train_batch_size}x{args.gradient_accumulation_steps}, "
                               f"checkpointing {args.gradient_checkpointing}, "
                               f"attention {inputs.model.config._attn_implementation}, liger {args.use_liger_kernel}, "
                               f"packing {getattr(args, 'packing', False)}, optim {getattr(args.optim, 'value', args.optim)}")
@@ -232,7 +236,9 @@ def table(results: dict, cases: tuple[str, ...], base: str, tuned: str | None, b
              "|---|---|---|---|---|---|---|"]
     for case in cases:
         r = results.get(case)
-        if r is None or "error" in r:
+        if r is None:
+            continue
+        if "error" in r:
             lines.append(f"| {LABELS[case]} | failed: {(r or {}).get('error', 'not run')} | | | | | |")
             continue
         f = figures(r)
@@ -254,12 +260,15 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=3000, help="synthetic SFT rows")
     p.add_argument("--dpo-rows", type=int, default=1200, help="synthetic DPO rows (the first SFT rows' prompts)")
     p.add_argument("--case-timeout", type=int, default=600, help="seconds one case may take")
-    p.add_argument("--cases", default=",".join(SFT_CASES + DPO_CASES), help="comma-separated cases to run")
+    p.add_argument("--cases", default="trl_defaults,trl_tuned,posttrain,trl_dpo,posttrain_dpo",
+                   help="comma-separated cases to run (also: posttrain_variant)")
     p.add_argument("--smoke", action="store_true", help="CPU plumbing check: tiny model, vocabulary and rows")
     p.add_argument("--work", help="working folder (default: a new temporary one)")
     p.add_argument("--src", default=str(REPO / "src"),
                    help="posttrain source folder to import (e.g. a `git archive` of one commit's src/ and conf/)")
     p.add_argument("--label", default="", help="text added to the table's header (e.g. the posttrain commit)")
+    p.add_argument("--variant", default="hardware.compile=true",
+                   help="overrides of the posttrain_variant case (not run unless named in --cases)")
     p.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
     a = p.parse_args()
     if a.case:
@@ -292,7 +301,7 @@ def main() -> None:
     for case in a.cases.split(","):
         started = time.perf_counter()
         cmd = [sys.executable, str(Path(__file__).resolve()), "--case", case, "--work", str(work),
-               "--steps", str(a.steps), "--warmup", str(a.warmup)] + (["--smoke"] if a.smoke else [])
+               "--steps", str(a.steps), "--warmup", str(a.warmup), "--variant", a.variant] + (["--smoke"] if a.smoke else [])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(a.src).resolve()), os.environ.get("PYTHONPATH", "")]),
                "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled"}
         try:
