@@ -122,7 +122,8 @@ def load_tokenizer(model_cfg: DictConfig):
     return tokenizer
 
 
-def _random_model(model_cfg: DictConfig, tokenizer, dtype: torch.dtype, head: str = "causal_lm") -> PreTrainedModel:
+def _random_model(model_cfg: DictConfig, tokenizer, dtype: torch.dtype, head: str = "causal_lm",
+                  device: str | None = None) -> PreTrainedModel:
     architecture = OmegaConf.to_container(model_cfg.architecture, resolve=True)
     model_type = architecture.pop("model_type")
     if model_cfg.tokenizer in (None, "byte"):  # init=random uses the byte-level tokenizer: size it exactly
@@ -136,7 +137,8 @@ def _random_model(model_cfg: DictConfig, tokenizer, dtype: torch.dtype, head: st
         bos_token_id=tokenizer.bos_token_id,
         **HEAD_KWARGS[head],
     )
-    return HEADS[head].from_config(config, dtype=dtype)
+    with torch.device(device or "cpu"):  # initialising on the GPU takes seconds where the CPU takes minutes
+        return HEADS[head].from_config(config, dtype=dtype)
 
 
 def _pretrained_model(path: str, model_cfg: DictConfig, dtype: torch.dtype, quantization=None,
@@ -190,11 +192,12 @@ def _quantized(model: PreTrainedModel, dtype: torch.dtype, quantization, head: s
 
 
 def load_model(model_cfg: DictConfig, tokenizer, dtype: torch.dtype, quantization=None,
-               head: str = "causal_lm", attention: str | None = None) -> PreTrainedModel:
+               head: str = "causal_lm", attention: str | None = None, device: str | None = None) -> PreTrainedModel:
     """The model of `model_cfg`; `attention` is the attention implementation hardware.attention resolved
-    to (sdpa, flex_attention, flash_attention_2, eager), None for the model's default."""
+    to (sdpa, flex_attention, flash_attention_2, eager), None for the model's default; `device` is where a
+    random-init model is built (None: the CPU)."""
     if uses_random_init(model_cfg):
-        model = _random_model(model_cfg, tokenizer, dtype, head)
+        model = _random_model(model_cfg, tokenizer, dtype, head, device)
         if quantization is not None:
             model = _quantized(model, dtype, quantization, head)
         log.info("model: %s with random init (%.2fM parameters)", model_cfg.name, model.num_parameters() / 1e6)
