@@ -140,3 +140,17 @@ def test_padding_free_loss_equals_the_padded_loss(attention):
             inputs = {k: v for k, v in batch.items() if k in keep}
             losses[padding_free] = model(**inputs, use_cache=False).loss.item()
     assert abs(losses[True] - losses[False]) < 1e-3, losses
+
+
+def test_the_resolved_fields_exist_in_trls_configs(fake_h200, tmp_path):
+    """What hardware=gpu hands TRL builds its SFT and DPO configs (guards against TRL renaming a field)."""
+    from trl import DPOConfig, SFTConfig
+
+    sft = resolve(composed("hardware=gpu", "model=qwen2.5-0.5b", "model.init=random"))
+    config = SFTConfig(output_dir=str(tmp_path), **{**sft.training_arguments(), **sft.method_arguments("sft"),
+                                                    "bf16": False, "use_cpu": True})
+    assert config.packing and config.padding_free and config.packing_strategy == "bfd" and config.use_liger_kernel
+    dpo = resolve(composed("hardware=gpu", "method=dpo", "model=qwen2.5-0.5b", "model.init=random"), "dpo")
+    config = DPOConfig(output_dir=str(tmp_path), **{**dpo.training_arguments(), **dpo.method_arguments("dpo"),
+                                                    "bf16": False, "use_cpu": True})
+    assert config.precompute_ref_log_probs and config.optim == "adamw_torch_fused"
