@@ -158,6 +158,7 @@ class Dataset:
     path: str | None = field()
     split: str = field()
     format: str | None = field()
+    text_split: str = one_of("line", "paragraph")
     eval_path: str | None = field()
     eval_fraction: float = number("0.05", ge=0, lt=1)
     columns: dict = field()

@@ -149,7 +149,7 @@ BAD_FILES = [
     ("broken.jsonl", '{"prompt": "a", "completion": "b"}\n{"prompt": "a", \n', "sft",
      "broken.jsonl line 2 is not valid JSON"),
     ("latin1.jsonl", b'{"prompt": "caf\xe9", "completion": "b"}\n', "sft", "is not UTF-8 text (bad byte at line 1)"),
-    ("data.txt", "hello", "sft", "has an unknown extension '.txt'"),
+    ("data.xml", "<a>hello</a>", "sft", "has an unknown extension '.xml'"),
     ("nulls.jsonl", '{"prompt": "a", "completion": "b"}\n{"prompt": null, "completion": "b"}\n', "sft",
      "nulls.jsonl line 2: field 'prompt' is null"),
     ("blank.jsonl", '{"prompt": "a", "completion": "   "}\n', "sft", "blank.jsonl line 1: field 'completion' is empty"),

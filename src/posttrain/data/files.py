@@ -1,8 +1,11 @@
-"""Reading local data files (.jsonl, .json, .parquet, .csv) into rows, with errors that name the file,
-the row and the fix. Rows are numbered from 1: the line number in JSON-lines files, the data row otherwise."""
+"""Reading local data files (.jsonl, .json, .parquet, .csv, and plain-text corpora .txt/.txt.gz) into rows,
+with errors that name the file, the row and the fix. Rows are numbered from 1: the line number in JSON-lines
+and text files (a paragraph's first line), the data row otherwise. A text corpus is one document per line,
+or per blank-line separated paragraph (dataset.text_split), each a row with a `text` field."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from dataclasses import dataclass
@@ -11,7 +14,15 @@ from typing import Any
 
 from posttrain.errors import PosttrainError
 
-EXTENSIONS = (".jsonl", ".json", ".parquet", ".csv")
+TABLE_EXTENSIONS = (".jsonl", ".json", ".parquet", ".csv")
+TEXT_EXTENSIONS = (".txt", ".txt.gz")
+EXTENSIONS = (*TABLE_EXTENSIONS, *TEXT_EXTENSIONS)
+TEXT_SPLITS = ("line", "paragraph")
+
+
+def extension(path: Path) -> str:
+    """The data extension of a file name: .txt.gz counts as one."""
+    return ".txt.gz" if path.name.endswith(".txt.gz") else path.suffix
 
 
 def looks_local(path: str) -> bool:
@@ -31,12 +42,17 @@ class Row:
 
 
 def row_label(path: Path, number: int) -> str:
-    unit = "line" if path.suffix == ".jsonl" else "row"
+    unit = "line" if extension(path) in (".jsonl", *TEXT_EXTENSIONS) else "row"
     return f"{path} {unit} {number}"
 
 
 def _decode(path: Path) -> str:
     data = path.read_bytes()
+    if extension(path) == ".txt.gz":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as err:
+            raise PosttrainError(f"{path} is not a readable gzip file ({err})", "re-compress it with gzip, or give the plain .txt") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -93,6 +109,27 @@ def _json(path: Path, text: str, skip_bad_rows: bool, skipped: list[str]) -> lis
     return rows
 
 
+def _text_documents(text: str, split: str) -> list[Row]:
+    """One row {"text": ...} per non-blank line, or per blank-line separated paragraph (its lines joined
+    with newlines), numbered by its first line."""
+    rows: list[Row] = []
+    block: list[str] = []
+    start = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        if split == "line":
+            if line.strip():
+                rows.append(Row(number, {"text": line}))
+        elif line.strip():
+            start = start or number
+            block.append(line)
+        elif block:
+            rows.append(Row(start, {"text": "\n".join(block)}))
+            block, start = [], 0
+    if block:
+        rows.append(Row(start, {"text": "\n".join(block)}))
+    return rows
+
+
 def _table(path: Path) -> list[Row]:
     import pandas as pd
 
@@ -126,13 +163,14 @@ def _plain(record: dict) -> dict:
     return out
 
 
-def read_rows(path_text: str, skip_bad_rows: bool = False, skipped: list[str] | None = None) -> list[Row]:
+def read_rows(path_text: str, skip_bad_rows: bool = False, skipped: list[str] | None = None,
+              text_split: str = "line") -> list[Row]:
     """All rows of a data file. Broken rows raise, or are listed in `skipped` with skip_bad_rows."""
     path = Path(path_text).expanduser()
     skipped = [] if skipped is None else skipped
     if path.is_dir():
-        raise PosttrainError(f"dataset path {path} is a directory, not a data file", "point dataset.path at a .jsonl, .json, .parquet or .csv file")
-    if path.suffix not in EXTENSIONS:
+        raise PosttrainError(f"dataset path {path} is a directory, not a data file", f"point dataset.path at a {', '.join(EXTENSIONS)} file")
+    if extension(path) not in EXTENSIONS:
         raise PosttrainError(
             f"{path} has an unknown extension '{path.suffix}'",
             f"use one of {', '.join(EXTENSIONS)} (convert the file, or rename it if it already is one)",
@@ -142,6 +180,11 @@ def read_rows(path_text: str, skip_bad_rows: bool = False, skipped: list[str] | 
     try:
         if path.suffix in (".parquet", ".csv"):
             rows = _table(path)
+        elif extension(path) in TEXT_EXTENSIONS:
+            if text_split not in TEXT_SPLITS:
+                raise PosttrainError(f"dataset.text_split={text_split} is not one of {', '.join(TEXT_SPLITS)}",
+                                     "set dataset.text_split=line (one document per line) or paragraph (per blank-line separated block)")
+            rows = _text_documents(_decode(path), text_split)
         else:
             text = _decode(path)
             reader = _json_lines if path.suffix == ".jsonl" else _json
@@ -167,8 +210,9 @@ def read_hub(dataset_id: str, split: str) -> list[Row]:
     return [Row(number, _plain(record)) for number, record in enumerate(data, start=1)]
 
 
-def read_source(path: str, split: str, skip_bad_rows: bool = False, skipped: list[str] | None = None) -> list[Row]:
+def read_source(path: str, split: str, skip_bad_rows: bool = False, skipped: list[str] | None = None,
+                text_split: str = "line") -> list[Row]:
     """A local file, or a hub dataset id (org/name) when no such file exists."""
     if looks_local(path):
-        return read_rows(path, skip_bad_rows, skipped)
+        return read_rows(path, skip_bad_rows, skipped, text_split)
     return read_hub(path, split)

@@ -92,7 +92,7 @@ def check_dataset_config(cfg: DictConfig, method: Method) -> None:
             )
         return
     if not cfg.get("path"):
-        raise PosttrainError(f"dataset {cfg.name} has no path", "set dataset.path=<file .jsonl/.json/.parquet/.csv>")
+        raise PosttrainError(f"dataset {cfg.name} has no path", "set dataset.path=<file .jsonl/.json/.parquet/.csv/.txt>")
     for key in ("path", "eval_path"):
         path = cfg.get(key)
         if path and looks_local(str(path)) and not Path(str(path)).expanduser().exists():
@@ -102,7 +102,7 @@ def check_dataset_config(cfg: DictConfig, method: Method) -> None:
 def _file_rows(cfg: DictConfig, path: str, form: str, skipped: list[str]) -> tuple[list[dict], str]:
     columns = OmegaConf.to_container(cfg.columns, resolve=True) if cfg.get("columns") is not None else {}
     skip = bool(cfg.get("skip_bad_rows", False))
-    rows = read_source(path, cfg.get("split", "train"), skip, skipped)
+    rows = read_source(path, cfg.get("split", "train"), skip, skipped, cfg.get("text_split") or "line")
     template = OmegaConf.to_container(cfg.template, resolve=True) if cfg.get("template") else None
     return convert_rows(rows, form, Path(path).expanduser(), columns, skip, skipped, cfg.get("format"), template)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from posttrain.data.files import EXTENSIONS, Row, read_rows, row_label
+from posttrain.data.files import TABLE_EXTENSIONS, Row, read_rows, row_label
 from posttrain.errors import PosttrainError
 
 
@@ -104,8 +104,8 @@ def _check_columns(path: Path, first: Row, columns: DictConfig, with_scores: boo
 
 def read_candidates(cfg: DictConfig, with_scores: bool) -> Candidates:
     path = Path(str(cfg.input)).expanduser() if cfg.input else builtin_input()
-    if path.suffix not in EXTENSIONS:
-        raise PosttrainError(f"input {path} has an unknown extension '{path.suffix}'", f"use one of {', '.join(EXTENSIONS)}")
+    if path.suffix not in TABLE_EXTENSIONS:
+        raise PosttrainError(f"input {path} has an unknown extension '{path.suffix}'", f"use one of {', '.join(TABLE_EXTENSIONS)}")
     if not path.is_file():
         raise PosttrainError(f"input file {path} does not exist", "set input=<candidates file (.jsonl, .json, .parquet or .csv)>")
     skip = bool(cfg.skip_bad_rows)
