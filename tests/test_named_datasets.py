@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 from conftest import read_jsonl, read_results, run_posttrain
 
@@ -22,3 +24,24 @@ def test_dpo_on_embedding_diversity_parquet(workdir):
     lines = [m for m in read_jsonl(run / "metrics.jsonl") if "loss" in m]
     assert [m["step"] for m in lines] == [2, 4, 6]
     assert "eval/rewards/accuracies" in read_results(run)
+
+
+def test_a_named_dataset_given_only_a_path_holds_out_its_eval_fraction(workdir):
+    """dataset=nli dataset.path=FILE trains on FILE and holds out eval_fraction of it, not the guide's dev file."""
+    example = Path(__file__).resolve().parents[1] / "src" / "posttrain" / "data" / "examples" / "nli_train.jsonl"
+    (workdir / "my_nli.jsonl").write_text(example.read_text())
+    rows = len(example.read_text().splitlines())
+    result = run_posttrain(["method=sft", "dataset=nli", "dataset.path=my_nli.jsonl", "max_steps=2", "batch_size=8",
+                            "dataset.task=null", "training.save_steps=0", "model.max_length=256", "run_name=nli"],
+                           workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    held_out = round(rows * 0.05 + 0.4999)  # datasets' train_test_split rounds the test share up
+    log = (workdir / "outputs" / "nli" / "train.log").read_text()
+    assert f"templated data, {rows - held_out} train / {held_out} eval rows" in log
+
+
+def test_an_explicit_eval_path_still_wins(workdir):
+    printed = run_posttrain(["method=sft", "dataset=nli", "dataset.path=a.jsonl", "dataset.eval_path=b.jsonl",
+                             "--cfg", "job"], workdir)
+    assert printed.returncode == 0, printed.stderr[-2000:]
+    assert "eval_path: b.jsonl" in printed.stdout

@@ -10,6 +10,10 @@ posttrain.learning_rate). A preset's stage settings apply to a single method onl
 is named (`experiment=tictactoe method=dpo` runs that preset's DPO stage). This module rewrites the command
 line accordingly before Hydra composes it (`~experiment`, or the stage's settings then `stages=null`), so
 `--cfg job`, the run directory's name, .hydra/ and config.yaml all show the config that trains.
+
+A training file of your own replaces a named dataset's files: `dataset.path=...` without `dataset.eval_path=...`
+also sets dataset.eval_path=null, so eval_fraction of your rows is held out rather than the named dataset's
+own eval file being read (dataset=nli's guide file, for instance).
 """
 
 from __future__ import annotations
@@ -116,6 +120,8 @@ def command_overrides(overrides: list[str], config_name: str = CONFIG_NAME) -> l
     """The overrides Hydra composes for this command line (see the module docstring for the rule)."""
     parsed = [o for o in parse_overrides(overrides) if not _is_null(o, "learning_rate")]  # null: the table's rate
     rewritten = ["~experiment" if _is_null(o, "experiment") else o.input_line for o in parsed]
+    if _named(parsed, "dataset.path") and not _named(parsed, "dataset.eval_path"):
+        rewritten.append("dataset.eval_path=null")  # your file, not the named dataset's eval file
     experiment = _named(parsed, "experiment")
     if not any(_named(parsed, key) for key in SINGLE_RUN_KEYS):
         return rewritten
