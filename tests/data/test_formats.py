@@ -155,7 +155,8 @@ BAD_FILES = [
     ("blank.jsonl", '{"prompt": "a", "completion": "   "}\n', "sft", "blank.jsonl line 1: field 'completion' is empty"),
     ("types.jsonl", '{"prompt": "a", "completion": 7}\n', "sft", "field 'completion' is a int, not text"),
     ("sft.jsonl", '{"prompt": "a", "completion": "b"}\n', "dpo",
-     "holds prompt_completion data, which cannot train a method that needs preference rows"),
+     "holds prompt_completion data (its columns: completion, prompt), which cannot train a method that needs "
+     "preference rows (prompt, chosen, rejected)"),
     ("other.jsonl", '{"question": "a", "answer": "b"}\n', "sft", "matches no known data format (its columns: answer, question)"),
     ("array.json", '[{"prompt": "a", "completion": "b"}, 3]', "sft", "array.json row 2 is a JSON int, not an object"),
     ("roles.jsonl", '{"messages": [{"role": "wizard", "content": "hi"}]}\n', "sft", "has unknown role 'wizard'"),

@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 from posttrain.data.files import Row, row_label
 from posttrain.errors import PosttrainError
+from posttrain.registry import FORMS
 
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "system": "system",
@@ -232,21 +233,54 @@ def _extra_columns(row: dict) -> dict:
     return {k: v for k, v in row.items() if k not in ("prompt", "chosen", "rejected", "completion", "messages")}
 
 
-def detect_format(rows: list[Row], path: Path, declared: str | None = None) -> Format:
+# Field order in messages (a format's columns are a set).
+_FIELD_ORDER = ("prompt", "chosen", "rejected", "completion", "label", "messages", "conversations", "instruction",
+                "input", "output", "text")
+
+
+def format_fields(name: str) -> str:
+    """What a format's rows hold, for error messages: 'preference (prompt, chosen, rejected)'."""
+    if name == "templated":
+        return "templated (the {column} placeholders of dataset.template)"
+    fmt = next(f for f in FORMATS if f.name == name)
+    fields = ", ".join(sorted(fmt.columns, key=_FIELD_ORDER.index))
+    if name == "implicit_preference":
+        fields += "; HH-style text or message lists sharing their prompt"
+    elif name == "alpaca":
+        fields += ", input optional"
+    elif name in ("sharegpt", "conversations"):
+        fields += ": from/value turns" if name == "sharegpt" else ": role/content turns"
+    return f"{name} ({fields})"
+
+
+def columns_hint(form: str | None, columns: set[str]) -> str:
+    """The dataset.columns mapping that would give a file of `columns` the fields `form` needs."""
+    wanted = FORMS.get(form or "completion", FORMS["completion"])
+    missing = [f for f in wanted if f not in columns] or list(wanted)
+    mapping = " ".join(f"dataset.columns.{f}=<your column>" for f in missing)
+    return f"map your columns onto the fields with dataset.columns.<field>=<your column> ({mapping})"
+
+
+def _file_columns(rows: list[Row]) -> set[str]:
+    return set().union(*(row.values.keys() for row in rows[:100]))
+
+
+def detect_format(rows: list[Row], path: Path, declared: str | None = None, form: str | None = None) -> Format:
     if declared:
         by_name = {f.name: f for f in FORMATS}
         if declared not in by_name:
             raise PosttrainError(f"unknown data format '{declared}'", f"use one of: {', '.join(FORMAT_NAMES)}")
         return by_name[declared]
-    columns = set().union(*(row.values.keys() for row in rows[:100]))
+    columns = _file_columns(rows)
     sample = rows[0].values
     for fmt in FORMATS:
         if fmt.matches(columns, sample):
             return fmt
+    accepted = "; ".join(format_fields(name) for name in ACCEPTS[form]) if form in ACCEPTS else ""
     raise PosttrainError(
         f"{path} matches no known data format (its columns: {', '.join(sorted(columns)) or 'none'})",
-        "use one of the README's formats, or map your columns with dataset.columns "
-        "(e.g. dataset.columns.prompt=question dataset.columns.completion=answer)",
+        (f"give rows in one of the formats this method takes: {accepted}; or " if accepted else "")
+        + columns_hint(form, columns),
     )
 
 
@@ -279,17 +313,19 @@ def convert_rows(rows: list[Row], form: str, path: Path, columns: dict, skip_bad
                  skipped: list[str], declared_format: str | None = None,
                  template: dict | None = None) -> tuple[list[dict], str]:
     """Rows in the method's form, and the name of the format they were recognised as."""
-    renamed = {str(theirs): ours for ours, theirs in columns.items()}
+    renamed = {str(theirs): ours for ours, theirs in columns.items() if theirs is not None}  # null: its own name
     if renamed:
         for row in rows:
             row.values = {renamed.get(k, k): v for k, v in row.values.items()}
-    fmt = templated_format(template) if template else detect_format(rows, path, declared_format)
+    fmt = templated_format(template) if template else detect_format(rows, path, declared_format, form)
     adapters = ACCEPTS[form]
     if fmt.name not in adapters:
-        wanted = ", ".join(sorted(adapters))
+        columns = _file_columns(rows)
         raise PosttrainError(
-            f"{path} holds {fmt.name} data, which cannot train a method that needs {form} rows",
-            f"give a file in one of these formats: {wanted} (or choose a method that takes {fmt.name} data)",
+            f"{path} holds {fmt.name} data (its columns: {', '.join(sorted(columns))}), which cannot train a "
+            f"method that needs {form} rows ({', '.join(FORMS[form])})",
+            f"give rows in one of these formats: {'; '.join(format_fields(name) for name in adapters)}; or "
+            f"{columns_hint(form, columns)}; or choose a method that takes {fmt.name} data",
         )
     out: list[dict] = []
     for row in rows:
