@@ -1,36 +1,55 @@
-"""conf/peft/: LoRA and QLoRA adapter settings as peft objects (None means full fine-tuning)."""
+"""conf/peft/: LoRA and QLoRA adapter settings as peft objects, resolved once per run (resolve_adapters)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from omegaconf import DictConfig, OmegaConf
 
-from posttrain.registry import get_method
+
+@dataclass(frozen=True)
+class Adapters:
+    # peft.LoraConfig, or None for full fine-tuning
+    lora: Any
+    # transformers.BitsAndBytesConfig for QLoRA's 4-bit loading, or None
+    quantization: Any
+
+    @property
+    def active(self) -> bool:
+        """LoRA (or QLoRA) adapters train, not every weight."""
+        return self.lora is not None
 
 
-def uses_lora(cfg: DictConfig) -> bool:
-    return cfg.peft.name != "none" and cfg.lora_rank > 0
+def resolve_adapters(peft: DictConfig, lora_rank: int, head: str) -> Adapters:
+    """`peft`: the peft group; `lora_rank`: the top-level knob; `head`: the method row's head."""
+    return Adapters(lora_config(peft, lora_rank, head), quantization_config(peft))
 
 
-def lora_config(cfg: DictConfig):
-    if not uses_lora(cfg):
+def uses_lora(peft: DictConfig, lora_rank: int) -> bool:
+    return peft.name != "none" and lora_rank > 0
+
+
+def lora_config(peft: DictConfig, lora_rank: int, head: str):
+    if not uses_lora(peft, lora_rank):
         return None
     from peft import LoraConfig
 
-    targets = cfg.peft.target_modules
+    targets = peft.target_modules
     if not isinstance(targets, str):
         targets = OmegaConf.to_container(targets, resolve=True)
     return LoraConfig(
-        r=int(cfg.lora_rank),
-        lora_alpha=cfg.peft.lora_alpha,
-        lora_dropout=cfg.peft.lora_dropout,
+        r=int(lora_rank),
+        lora_alpha=peft.lora_alpha,
+        lora_dropout=peft.lora_dropout,
         target_modules=targets,
-        task_type="SEQ_CLS" if get_method(cfg.method.name).head == "sequence_classification" else "CAUSAL_LM",
+        task_type="SEQ_CLS" if head == "sequence_classification" else "CAUSAL_LM",
     )
 
 
-def quantization_config(cfg: DictConfig):
+def quantization_config(peft: DictConfig):
     """4-bit NF4 loading for QLoRA (bitsandbytes); None otherwise."""
-    if not cfg.peft.get("load_in_4bit", False):
+    if not peft.get("load_in_4bit", False):
         return None
     import torch
     from transformers import BitsAndBytesConfig

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 from omegaconf import DictConfig
+
+from posttrain.registry import Method
 
 log = logging.getLogger(__name__)
 
@@ -25,22 +28,34 @@ def _eval_split_metrics(trainer) -> dict:
     return out
 
 
-def evaluate_run(cfg: DictConfig, trainer, tokenizer) -> dict:
-    task = cfg.dataset.get("task")
-    from posttrain.registry import get_method
+@dataclass(frozen=True)
+class Evaluator:
+    """The final evaluation of a run, resolved once (resolve_evaluator)."""
 
-    samples = get_method(cfg.method.name).samples_while_training
-    # Such methods evaluate by sampling every eval prompt several times: at the end only when they also
-    # evaluated during training (training.eval_steps > 0); the task evaluation covers the rest.
-    results = {} if samples and not cfg.training.eval_steps else _eval_split_metrics(trainer)
-    generates = trainer.accelerator.unwrap_model(trainer.model).can_generate()
-    if task == "tictactoe" and generates:
-        from posttrain.tictactoe.evaluate import evaluate
+    # the method's own metrics on the eval split
+    eval_split: bool
+    # the dataset's task evaluation (tictactoe), or None
+    task: str | None = None
+    # tic-tac-toe: the dataset's eval_fraction, eval_games and thoughts, and the run's seed
+    task_settings: tuple = ()
 
+    def evaluate(self, trainer, tokenizer) -> dict:
+        results = _eval_split_metrics(trainer) if self.eval_split else {}
         model = trainer.accelerator.unwrap_model(trainer.model)
-        results.update(
-            evaluate(model, tokenizer, cfg.dataset.eval_fraction, cfg.dataset.eval_games, cfg.dataset.thoughts, cfg.seed)
-        )
-    shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}
-    log.info("evaluation: %s", shown)
-    return results
+        if self.task == "tictactoe" and model.can_generate():
+            from posttrain.tictactoe.evaluate import evaluate
+
+            results.update(evaluate(model, tokenizer, *self.task_settings))
+        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}
+        log.info("evaluation: %s", shown)
+        return results
+
+
+def resolve_evaluator(method: Method, dataset: DictConfig, eval_steps: int, seed: int) -> Evaluator:
+    """`method`: the registry row; `dataset`: the dataset group; `eval_steps`: training.eval_steps."""
+    # Methods that sample while training evaluate by sampling every eval prompt several times: at the end
+    # only when they also evaluated during training (eval_steps > 0); the task evaluation covers the rest.
+    eval_split = not (method.samples_while_training and not eval_steps)
+    if dataset.get("task") == "tictactoe":
+        return Evaluator(eval_split, "tictactoe", (dataset.eval_fraction, dataset.eval_games, dataset.thoughts, seed))
+    return Evaluator(eval_split)

@@ -28,13 +28,10 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-# Method families, by how far one step may move the weights.
-FAMILIES = {
-    "supervised": ("sft", "pretrain", "reward", "distill"),
-    "preference": ("dpo", "simpo", "cpo", "orpo", "kto"),
-    "online_rl": ("grpo", "rloo"),
-}
-FAMILY_OF = {method: family for family, methods in FAMILIES.items() for method in methods}
+from posttrain.registry import METHODS
+
+# Method families, by how far one step may move the weights: each registry row names its family.
+FAMILY_OF = {method.name: method.family for method in METHODS.values()}
 # a method the table does not know (a new registry entry) gets the smallest rates of its size band
 UNKNOWN_FAMILY = "preference"
 

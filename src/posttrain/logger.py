@@ -39,15 +39,15 @@ def wandb_key_configured() -> bool:
         return False
 
 
-def wandb_active(cfg: DictConfig) -> bool:
-    return cfg.logger.name == "wandb" and bool(cfg.wandb_project)
+def wandb_active(logger: DictConfig, project) -> bool:
+    return logger.name == "wandb" and bool(project)
 
 
 class WandbRunConfig(TrainerCallback):
     """Adds posttrain's composed config (credentials masked) to the W&B run once it has started."""
 
-    def __init__(self, cfg: DictConfig):
-        self.config = redact(OmegaConf.to_container(cfg, resolve=True))
+    def __init__(self, record: DictConfig):
+        self.config = redact(OmegaConf.to_container(record, resolve=True))
 
     def on_train_begin(self, args, state, control, **kwargs):
         import wandb
@@ -56,15 +56,17 @@ class WandbRunConfig(TrainerCallback):
             wandb.run.config.update({"posttrain": self.config}, allow_val_change=True)
 
 
-def tracker_setup(cfg: DictConfig, run_dir: RunDir) -> tuple[list[str], list[TrainerCallback]]:
-    """The trainer's report_to list and any callbacks the tracker needs."""
-    if not wandb_active(cfg):
+def tracker_setup(logger: DictConfig, project, run_name: str, run_dir: RunDir,
+                  record: DictConfig) -> tuple[list[str], list[TrainerCallback]]:
+    """The trainer's report_to list and any callbacks the tracker needs. `logger`: the logger group;
+    `project`: the wandb_project knob; `record`: the composed config the W&B run keeps (not read here)."""
+    if not wandb_active(logger, project):
         return [], []
-    mode = cfg.logger.mode
+    mode = logger.mode
     if mode == "auto":
         mode = "online" if wandb_key_configured() else "offline"
-    project = str(cfg.wandb_project)
-    entity = cfg.logger.entity
+    project = str(project)
+    entity = logger.entity
     if "/" in project and not entity:  # the DPO guide's team/project form
         entity, project = project.split("/", 1)
     os.environ.update(
@@ -79,5 +81,5 @@ def tracker_setup(cfg: DictConfig, run_dir: RunDir) -> tuple[list[str], list[Tra
         os.environ["WANDB_ENTITY"] = str(entity)
     # W&B records the command line (sys.argv) with the run; Hydra has parsed it already, so mask it in place
     sys.argv[:] = [redact_text(arg) for arg in sys.argv]
-    log.info("wandb: project %s, run %s, %s mode", project, cfg.wandb_name or run_dir.name, mode)
-    return ["wandb"], [WandbRunConfig(cfg)]
+    log.info("wandb: project %s, run %s, %s mode", project, run_name, mode)
+    return ["wandb"], [WandbRunConfig(record)]

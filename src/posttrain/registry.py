@@ -1,9 +1,16 @@
-"""Every post-training method posttrain can run, in one list.
+"""Every post-training method posttrain can run, in one table.
 
-A method is one YAML in conf/method/ (its `name` matches an entry here) and one factory in
-posttrain/methods/ that turns the prepared model, tokenizer and data into a TRL trainer. The entry says
-which row form the method trains on (the data layer validates and converts to it) and which metrics it logs.
-Factories are imported lazily so that listing methods or validating a config never imports TRL.
+A method is one YAML in conf/method/ (its `name` matches a row here) and one row: the TRL trainer and config
+classes it builds, the row form it trains on (the data layer validates and converts to it), the metrics it
+logs, and what its trainer needs beyond the model, its TRL config, the data, the tokenizer, the LoRA config
+and the callbacks: a reference model, rewards, a teacher, a sequence-classification head.
+posttrain.methods.build assembles every trainer from its row; the wiring of each need (reference copy,
+rewards, teacher) is written once there, not once per method.
+
+A row names its classes as "module:Class" strings, the way torchtune's recipe registry names recipe files:
+a reader follows `trl.experimental.cpo:CPOTrainer` straight to the class, listing methods or validating a
+config never imports TRL (`python -m posttrain --help` stays fast), and tests/methods/test_registry.py imports
+every named class, so a class TRL renames fails a fast test rather than a run.
 """
 
 from __future__ import annotations
@@ -26,29 +33,49 @@ FORMS = {
 @dataclass(frozen=True)
 class Method:
     name: str
-    # "module:function" under posttrain.methods that builds the trainer
-    factory: str
+    # the TRL trainer and its config dataclass, "module:Class"
+    trainer: str
+    config: str
     # the row form it trains on (a key of FORMS)
     form: str
-    # whether the top-level dpo_beta knob reaches it (and so belongs in run names)
-    uses_beta: bool
     # metrics it logs beyond loss, learning rate, grad norm and tokens/s
     metrics: tuple[str, ...]
     summary: str
+    # the learning-rate table's column (learning_rate.py): supervised, preference or online_rl
+    family: str
+    # whether the top-level dpo_beta knob reaches it (and so belongs in run names)
+    uses_beta: bool = False
     # what it trains on top of the network: causal_lm, or sequence_classification (one score: reward models)
     head: str = "causal_lm"
     # whether it samples completions while training (online RL, on-policy distillation): evaluating its eval
     # split means sampling too, so it is done only when asked for (training.eval_steps > 0)
     samples_while_training: bool = False
+    # the trainer takes ref_model: a frozen copy with full fine-tuning, None with LoRA (TRL scores the base
+    # with the adapter disabled) or with a precomputed reference
+    reference: bool = False
+    # the trainer takes reward_funcs (and their tokenizers and weights) built from method.rewards
+    rewards: bool = False
+    # the trainer takes teacher_model, loaded from method.teacher (same tokenizer as the student)
+    teacher: bool = False
 
     @property
     def fields(self) -> tuple[str, ...]:
         return FORMS[self.form]
 
+    def trl_classes(self) -> tuple[type, type]:
+        """The trainer and config classes, imported now (this imports TRL)."""
+        return _import(self.trainer), _import(self.config)
+
     def build(self, inputs):
-        module_name, function_name = self.factory.split(":")
-        module = importlib.import_module(f"posttrain.methods.{module_name}")
-        return getattr(module, function_name)(inputs)
+        """The method's TRL trainer, assembled from this row (posttrain.methods.build)."""
+        from posttrain.methods.build import build_trainer
+
+        return build_trainer(self, inputs)
+
+
+def _import(path: str):
+    module_name, attribute = path.split(":")
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 _PAIR_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins")
@@ -57,31 +84,46 @@ _ONLINE_METRICS = ("reward", "reward_std", "rewards/<name>/mean", "completions/m
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("sft", "sft:build_sft", "completion", False, ("mean_token_accuracy",),
-               "supervised fine-tuning on completions (TRL SFTTrainer)"),
-        Method("pretrain", "sft:build_sft", "text", False, ("mean_token_accuracy",),
-               "causal-LM training on raw text; from a checkpoint, mid-training (TRL SFTTrainer)"),
-        Method("dpo", "dpo:build_dpo", "preference", True, _PAIR_METRICS,
-               "direct preference optimization and its loss variants (TRL DPOTrainer)"),
-        Method("simpo", "cpo:build_cpo", "preference", False, (*_PAIR_METRICS, "nll_loss"),
-               "SimPO, reference-free length-normalised preference loss (trl.experimental CPOTrainer)"),
-        Method("cpo", "cpo:build_cpo", "preference", True, (*_PAIR_METRICS, "nll_loss"),
-               "contrastive preference optimization (trl.experimental CPOTrainer)"),
-        Method("orpo", "orpo:build_orpo", "preference", False, (*_PAIR_METRICS, "log_odds_ratio", "nll_loss"),
-               "odds-ratio preference optimization, SFT and preference in one loss (trl.experimental ORPOTrainer)"),
-        Method("kto", "kto:build_kto", "unpaired", True, ("rewards/chosen", "rewards/rejected", "rewards/margins", "kl"),
-               "Kahneman-Tversky optimization from unpaired good/bad completions (TRL KTOTrainer)"),
-        Method("reward", "reward:build_reward", "preference", False, ("accuracy", "margin", "mean_reward"),
-               "reward model from preference pairs (TRL RewardTrainer)", head="sequence_classification"),
-        Method("grpo", "online:build_grpo", "prompt", False, _ONLINE_METRICS,
-               "group relative policy optimization, online RL with rewards (TRL GRPOTrainer)",
-               samples_while_training=True),
-        Method("rloo", "online:build_rloo", "prompt", False, _ONLINE_METRICS,
-               "REINFORCE leave-one-out, online RL with rewards (TRL RLOOTrainer)",
-               samples_while_training=True),
-        Method("distill", "distill:build_distill", "prompt", False, ("entropy",),
-               "on-policy knowledge distillation from a teacher model (TRL DistillationTrainer)",
-               samples_while_training=True),
+        Method("sft", "trl:SFTTrainer", "trl:SFTConfig", "completion", ("mean_token_accuracy",),
+               "supervised fine-tuning on completions",
+               family="supervised"),
+        Method("pretrain", "trl:SFTTrainer", "trl:SFTConfig", "text", ("mean_token_accuracy",),
+               "causal-LM training on raw text; from a checkpoint, mid-training",
+               family="supervised"),
+        Method("dpo", "trl:DPOTrainer", "trl:DPOConfig", "preference", _PAIR_METRICS,
+               "direct preference optimization and its loss variants",
+               family="preference", uses_beta=True, reference=True),
+        Method("simpo", "trl.experimental.cpo:CPOTrainer", "trl.experimental.cpo:CPOConfig", "preference",
+               (*_PAIR_METRICS, "nll_loss"), "SimPO, reference-free length-normalised preference loss",
+               family="preference"),
+        Method("cpo", "trl.experimental.cpo:CPOTrainer", "trl.experimental.cpo:CPOConfig", "preference",
+               (*_PAIR_METRICS, "nll_loss"), "contrastive preference optimization",
+               family="preference", uses_beta=True),
+        Method("orpo", "trl.experimental.orpo:ORPOTrainer", "trl.experimental.orpo:ORPOConfig", "preference",
+               (*_PAIR_METRICS, "log_odds_ratio", "nll_loss"),
+               "odds-ratio preference optimization, SFT and preference in one loss",
+               family="preference"),
+        Method("kto", "trl:KTOTrainer", "trl:KTOConfig", "unpaired",
+               ("rewards/chosen", "rewards/rejected", "rewards/margins", "kl"),
+               "Kahneman-Tversky optimization from unpaired good/bad completions",
+               family="preference", uses_beta=True, reference=True),
+        Method("reward", "trl:RewardTrainer", "trl:RewardConfig", "preference", ("accuracy", "margin", "mean_reward"),
+               "reward model from preference pairs",
+               family="supervised", head="sequence_classification"),
+        Method("grpo", "trl:GRPOTrainer", "trl:GRPOConfig", "prompt", _ONLINE_METRICS,
+               "group relative policy optimization, online RL with rewards",
+               family="online_rl", samples_while_training=True, rewards=True),
+        Method("rloo", "trl:RLOOTrainer", "trl:RLOOConfig", "prompt", _ONLINE_METRICS,
+               "REINFORCE leave-one-out, online RL with rewards",
+               family="online_rl", samples_while_training=True, rewards=True),
+        Method("online_dpo", "trl.experimental.online_dpo:OnlineDPOTrainer",
+               "trl.experimental.online_dpo:OnlineDPOConfig", "prompt",
+               (*_PAIR_METRICS, "objective/scores", "objective/scores_margin", "objective/kl"),
+               "online DPO: two sampled completions per prompt, the rewards pick chosen and rejected",
+               family="preference", uses_beta=True, samples_while_training=True, reference=True, rewards=True),
+        Method("distill", "trl:DistillationTrainer", "trl:DistillationConfig", "prompt", ("entropy",),
+               "on-policy knowledge distillation from a teacher model",
+               family="supervised", samples_while_training=True, teacher=True),
     )
 }
 
@@ -131,5 +173,6 @@ def describe_methods() -> str:
     """One line per method, for `python -m posttrain --help`."""
     width = max(len(name) for name in METHODS)
     return "\n".join(
-        f"  {m.name:<{width}}  {m.summary}; data: {', '.join(m.fields)}" for m in METHODS.values()
+        f"  {m.name:<{width}}  {m.summary} ({m.trainer.replace(':', '.')}); data: {', '.join(m.fields)}"
+        for m in METHODS.values()
     )

@@ -1,6 +1,6 @@
 """Every method learns: a few dozen steps on the tiny model with built-in tic-tac-toe data, and the method's
 own signal moves the right way (loss falls, preference margins grow, the reward model beats chance, online
-RL raises its mean reward, distillation lowers the divergence to its teacher)."""
+RL and online DPO raise their mean reward, distillation lowers the divergence to its teacher)."""
 
 from __future__ import annotations
 
@@ -113,6 +113,15 @@ def test_online_rl_raises_mean_reward(method, sft_run, data, workdir):
                 "method.args.max_completion_length=8", "method.args.num_generations=8")
     first, last = early_late(run, "reward")
     assert last > first, (first, last)
+
+
+def test_online_dpo_raises_the_reward_of_its_samples(sft_run, data, workdir):
+    # Two samples per prompt make a slower signal than GRPO's groups of eight: 200 steps, logged every 10
+    # (320 samples per point). Measured: mean reward 0.14 -> 0.36 (seeds 1 and 7: 0.09 -> 0.40, 0.12 -> 0.40).
+    run = train("online_dpo", "prompt", data, workdir, f"model.path={sft_run}", "max_steps=200", "learning_rate=1e-3",
+                "training.logging_steps=10", "method.args.max_new_tokens=8")
+    first, last = early_late(run, "objective/scores")
+    assert last > first + 0.1, (first, last)
 
 
 def test_distillation_lowers_divergence_to_teacher(sft_run, data, workdir):

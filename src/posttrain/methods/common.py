@@ -1,4 +1,4 @@
-"""What every method factory receives, and the TRL config fields shared by all methods."""
+"""What the trainer builder receives (TrainerInputs), and the TRL config fields shared by all methods."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from transformers import TrainingArguments
 
 from posttrain.data.loading import PreparedData
 from posttrain.hardware import Hardware
+from posttrain.registry import Method
 from posttrain.rundir import RunDir
 
 
@@ -20,9 +21,31 @@ CHECKPOINTING_FIELD = (
 )
 
 
+@dataclass(frozen=True)
+class Knobs:
+    """The run's settings every TRL config takes: conf/train.yaml's top-level knobs, the model's max_length
+    and the run's name (wandb_name, else the run directory's)."""
+
+    learning_rate: float
+    batch_size: int
+    num_epochs: float
+    max_steps: int
+    seed: int
+    max_length: int
+    run_name: str
+
+
 @dataclass
 class TrainerInputs:
-    cfg: DictConfig
+    """What the run hands the trainer builder: its method row and config group, the knobs, the training
+    group, and what the run has loaded and resolved."""
+
+    method: Method
+    # conf/method/: args (the TRL config's fields), and rewards or teacher where the row needs them
+    method_cfg: DictConfig
+    knobs: Knobs
+    # conf/training/: schedule, logging, evaluation and checkpoint cadence
+    training: DictConfig
     model: Any
     tokenizer: Any
     data: PreparedData
@@ -43,12 +66,12 @@ class TrainerInputs:
             return None
         return create_reference_model(self.model)
 
-    def trainer_kwargs(self, config_class) -> dict[str, Any]:
-        """What every TRL trainer takes: the model, its TRL config, the data splits, the tokenizer, the
-        LoRA config and posttrain's callbacks. A factory adds what is particular to its method."""
+    def trainer_kwargs(self, args) -> dict[str, Any]:
+        """What every TRL trainer takes: the model, its TRL config `args`, the data splits, the tokenizer, the
+        LoRA config and posttrain's callbacks. The builder adds what the method's row asks for."""
         return {
             "model": self.model,
-            "args": self.trl_config(config_class),
+            "args": args,
             "train_dataset": self.data.train,
             "eval_dataset": self.data.eval,
             "processing_class": self.tokenizer,
@@ -60,25 +83,25 @@ class TrainerInputs:
         """The method's TRL config object built from config_fields(); shared fields the class does not have
         (e.g. max_length for online methods) are left out, while an unknown method.args field is an error."""
         fields = self.config_fields()
-        own = set(OmegaConf.to_container(self.cfg.method.args, resolve=True))
+        own = set(OmegaConf.to_container(self.method_cfg.args, resolve=True))
         known = config_class.__dataclass_fields__
         return config_class(**{k: v for k, v in fields.items() if k in known or k in own})
 
     def config_fields(self) -> dict[str, Any]:
         """Fields for the method's TRL config: top-level knobs, training group, hardware (its resolved
         micro-batch, kernels, packing and reference settings), then method.args, which win."""
-        cfg, training = self.cfg, self.cfg.training
+        knobs, training = self.knobs, self.training
         evaluating = self.data.eval is not None and training.eval_steps > 0
         fields = {
             "output_dir": str(self.run_dir.checkpoints),
-            "run_name": self.cfg.wandb_name or self.run_dir.name,
-            "learning_rate": float(cfg.learning_rate),
-            "per_device_train_batch_size": int(cfg.batch_size),
-            "per_device_eval_batch_size": int(cfg.batch_size),
-            "num_train_epochs": float(cfg.num_epochs),
-            "max_steps": int(cfg.max_steps),
-            "seed": int(cfg.seed),
-            "data_seed": int(cfg.seed),
+            "run_name": knobs.run_name,
+            "learning_rate": knobs.learning_rate,
+            "per_device_train_batch_size": knobs.batch_size,
+            "per_device_eval_batch_size": knobs.batch_size,
+            "num_train_epochs": knobs.num_epochs,
+            "max_steps": knobs.max_steps,
+            "seed": knobs.seed,
+            "data_seed": knobs.seed,
             "gradient_accumulation_steps": int(training.gradient_accumulation_steps),
             "lr_scheduler_type": training.lr_scheduler_type,
             "warmup_steps": float(training.warmup_ratio),  # < 1 is read as a fraction of all steps
@@ -94,9 +117,9 @@ class TrainerInputs:
             "report_to": self.report_to,
             "disable_tqdm": True,
             "include_num_input_tokens_seen": "non_padding",
-            "max_length": int(cfg.model.max_length),
+            "max_length": knobs.max_length,
             **self.hardware.training_arguments(),
-            **self.hardware.method_arguments(cfg.method.name),
+            **self.hardware.method_arguments(self.method.name),
         }
-        fields.update(OmegaConf.to_container(cfg.method.args, resolve=True))
+        fields.update(OmegaConf.to_container(self.method_cfg.args, resolve=True))
         return fields

@@ -15,16 +15,16 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import PrinterCallback, set_seed
 
-from posttrain import adapters
+from posttrain.adapters import resolve_adapters
 from posttrain.checks import check_config
 from posttrain.data.loading import load_data
 from posttrain.distributed import is_main_process
 from posttrain.errors import PosttrainError
-from posttrain.evaluation import evaluate_run
+from posttrain.evaluation import resolve_evaluator
 from posttrain.hardware import resolve_hardware
 from posttrain.learning_rate import describe as describe_learning_rate
 from posttrain.logger import quiet_libraries, tracker_setup
-from posttrain.methods.common import TrainerInputs
+from posttrain.methods.common import Knobs, TrainerInputs
 from posttrain.models.loading import (
     IDENTITY_FILE,
     load_model,
@@ -33,6 +33,7 @@ from posttrain.models.loading import (
     tokenizer_identity,
     uses_random_init,
 )
+from posttrain.plan import GIB, check_fits, make_plan
 from posttrain.redact import redact
 from posttrain.registry import get_method
 from posttrain.run.callbacks import CheckpointJournal, MetricsLog, NonFiniteGuard, StopOnSignal
@@ -50,7 +51,7 @@ class Interrupted(Exception):
         self.signum = signum
 
 
-def _save_final(trainer, tokenizer, run_dir: RunDir, cfg: DictConfig, base_weights, chat: bool) -> None:
+def _save_final(trainer, tokenizer, run_dir: RunDir, cfg: DictConfig, base_weights, chat: bool, adapter: bool) -> None:
     """final/ is written beside under a temporary name and renamed into place once complete."""
     staging = run_dir.path / ".final.tmp"
     if staging.exists() and is_main_process():
@@ -62,7 +63,7 @@ def _save_final(trainer, tokenizer, run_dir: RunDir, cfg: DictConfig, base_weigh
     tokenizer.save_pretrained(str(staging))
     identity = {
         "method": cfg.method.name,
-        "adapter": adapters.uses_lora(cfg),
+        "adapter": adapter,
         "chat": chat,
         "base_model": model_identity(cfg.model, base_weights),
     }
@@ -145,26 +146,33 @@ def train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
 def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
     check_config(cfg)
     quiet_libraries()
+    # Resolved once here; each module below gets only its part.
     method = get_method(cfg.method.name)
+    adapters = resolve_adapters(cfg.peft, int(cfg.lora_rank), method.head)
+    evaluator = resolve_evaluator(method, cfg.dataset, int(cfg.training.eval_steps), int(cfg.seed))
+    run_name = cfg.wandb_name or run_dir.name
     hardware = resolve_hardware(
         cfg.hardware,
         method=method.name,
         model_cfg=cfg.model,
         batch_size=int(cfg.batch_size),
         accumulation=int(cfg.training.gradient_accumulation_steps),
-        lora=adapters.uses_lora(cfg),
+        lora=adapters.active,
     )
     log.info(hardware.summary())
+    plan = make_plan(cfg, hardware, with_data=False)[0] if hardware.device == "cuda" else None
+    if plan is not None:  # stop before any weights load when the run cannot fit the GPU
+        check_fits(plan)
     if is_main_process():
         write_atomic(run_dir.path / "hardware.json", json.dumps(hardware.record(), indent=2) + "\n")
     set_seed(int(cfg.seed))
     data = load_data(cfg.dataset, method, int(cfg.seed), tokenizer_identity(cfg.model))
 
     tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model, tokenizer, hardware.dtype, adapters.quantization_config(cfg), head=method.head,
-                       attention=hardware.attention)
+    model = load_model(cfg.model, tokenizer, hardware.dtype, adapters.quantization, head=method.head,
+                       attention=hardware.attention, device=hardware.device)
     base_weights = None
-    if adapters.uses_lora(cfg) and uses_random_init(cfg.model):
+    if adapters.active and uses_random_init(cfg.model):
         # A LoRA adapter is only meaningful with its base: keep the randomly initialised base beside it.
         base_weights = run_dir.path / "base_model"
         if not base_weights.exists() and is_main_process():
@@ -173,17 +181,28 @@ def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
 
     guard = NonFiniteGuard(cfg.training.on_nonfinite_loss)
     # GPU runs log MFU and peak memory (speed.py); CPU runs do not
-    gpu_speed = (GpuSpeed.for_model(model, method.name, cfg.model.max_length, adapters.uses_lora(cfg))
+    gpu_speed = (GpuSpeed.for_model(model, method.name, cfg.model.max_length, adapters.active)
                  if hardware.device == "cuda" else None)
     metrics = MetricsLog(run_dir, nonfinite_steps=guard.bad_steps, gpu=gpu_speed)
     stopper = StopOnSignal()
-    report_to, tracker_callbacks = tracker_setup(cfg, run_dir)
+    report_to, tracker_callbacks = tracker_setup(cfg.logger, cfg.wandb_project, run_name, run_dir, record=cfg)
     inputs = TrainerInputs(
-        cfg=cfg,
+        method=method,
+        method_cfg=cfg.method,
+        knobs=Knobs(
+            learning_rate=float(cfg.learning_rate),
+            batch_size=int(cfg.batch_size),
+            num_epochs=float(cfg.num_epochs),
+            max_steps=int(cfg.max_steps),
+            seed=int(cfg.seed),
+            max_length=int(cfg.model.max_length),
+            run_name=run_name,
+        ),
+        training=cfg.training,
         model=model,
         tokenizer=tokenizer,
         data=data,
-        peft_config=adapters.lora_config(cfg),
+        peft_config=adapters.lora,
         callbacks=[metrics, CheckpointJournal(run_dir), stopper, guard, *tracker_callbacks],
         run_dir=run_dir,
         hardware=hardware,
@@ -208,7 +227,7 @@ def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
             f"(last good checkpoint: {last.name if last else 'none'})",
             "lower learning_rate or check the data; training.on_nonfinite_loss=skip drops such steps instead",
         )
-    _save_final(trainer, tokenizer, run_dir, cfg, base_weights, data.conversational)
+    _save_final(trainer, tokenizer, run_dir, cfg, base_weights, data.conversational, adapters.active)
 
     results = {
         "method": method.name,
@@ -218,11 +237,13 @@ def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
         **{k: v for k, v in metrics.summary.items() if k in ("train_loss", "train_runtime")},
         **metrics.averages(),
     }
+    if plan is not None:  # beside the measured peak_memory_gib
+        results["planned_peak_memory_gib"] = round(plan.memory.total / GIB, 2)
     if guard.bad_steps:
         results["skipped_nonfinite_steps"] = guard.bad_steps
     if data.skipped:
         results["skipped_bad_rows"] = len(data.skipped)
-    results.update(evaluate_run(cfg, trainer, tokenizer))
+    results.update(evaluator.evaluate(trainer, tokenizer))
     run_dir.write_results(results)
     run_dir.set_status(COMPLETED)
     return results
