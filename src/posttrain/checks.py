@@ -112,6 +112,27 @@ def check_method(cfg: DictConfig) -> None:
         raise PosttrainError(f"teacher model {teacher} does not exist", "set method.teacher to a run directory or model directory")
 
 
+def check_data(cfg: DictConfig) -> None:
+    """The data rows, read as training will read them, and the rewards' columns against them: run by the
+    front door before anything launches, so bad data stops before the training libraries import."""
+    from posttrain.data.loading import check_dataset_rows
+    from posttrain.rewards import columns_read
+
+    columns = check_dataset_rows(cfg.dataset, get_method(cfg.method.name))
+    if columns is None:
+        return
+    for entry in cfg.method.get("rewards") or []:
+        for column in columns_read(OmegaConf.to_container(entry, resolve=True)):
+            if column not in columns:
+                raise PosttrainError(
+                    f"reward {entry.get('name')} reads the dataset column '{column}', which {cfg.dataset.path} "
+                    f"does not have (its columns: {', '.join(sorted(columns))})",
+                    "choose rewards your data supports, e.g. 'method.rewards=[{name: exact_match, column: "
+                    "<your answer column>}]' or 'method.rewards=[{name: format, pattern: <regex>}]', "
+                    f"or add a '{column}' column (dataset.columns maps only the format fields)",
+                )
+
+
 def check_config(cfg: DictConfig) -> None:
     """Every check that needs neither a model nor the data rows."""
     check_mandatory(cfg)

@@ -261,7 +261,7 @@ def _compose_checked(config_name: str, combo: list[str], parsed: list[Override])
 def check_command_line(overrides: list[str], config_name: str, multirun: bool) -> None:
     """Compose the config for every value of the command line (each stage of a pipeline too, by the recipe
     the pipeline uses) and run the config checks on it; probe each output directory once."""
-    from posttrain.checks import check_config, check_output_dir
+    from posttrain.checks import check_config, check_data, check_output_dir
     from posttrain.sweep import check_search
 
     parsed = parse_overrides(overrides)
@@ -273,9 +273,12 @@ def check_command_line(overrides: list[str], config_name: str, multirun: bool) -
             stages = pipeline_stages(cfg)
             if not stages:
                 check_config(cfg)
+                check_data(cfg)
             for stage, stage_settings in stages:
                 try:
-                    check_config(stage_config(config_name, stage_settings, combo, start=None))
+                    stage_cfg = stage_config(config_name, stage_settings, combo, start=None)
+                    check_config(stage_cfg)
+                    check_data(stage_cfg)
                 except PosttrainError as error:
                     raise PosttrainError(f"stage {stage}: {error.problem}", error.fix) from None
             output_dirs.add(str(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir))

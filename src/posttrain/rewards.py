@@ -17,6 +17,17 @@ import re
 from posttrain.errors import PosttrainError
 
 
+def columns_read(entry: dict) -> tuple[str, ...]:
+    """The dataset columns a method.rewards entry reads (checked against the data before a model loads):
+    tictactoe reads `board`, exact_match its `column`; format and reward_model read only the completion."""
+    name = entry.get("name")
+    if name == "tictactoe":
+        return ("board",)
+    if name == "exact_match":
+        return (str(entry.get("column") or "answer"),)
+    return ()
+
+
 def _text(completion) -> str:
     """A completion as text (conversational completions are a list with one assistant message)."""
     if isinstance(completion, list):

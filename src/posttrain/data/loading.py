@@ -99,6 +99,19 @@ def check_dataset_config(cfg: DictConfig, method: Method) -> None:
             raise _missing_file_error(cfg, str(path))
 
 
+def check_dataset_rows(cfg: DictConfig, method: Method) -> set[str] | None:
+    """Read and convert a file dataset's rows (train and eval file) as training will, so bad data stops
+    before the training libraries import; returns the columns of the converted training rows (what reward
+    functions receive). None where the rows are not read here: built-in data, mixtures and hub datasets."""
+    if cfg.get("builtin") or cfg.get("mixture") or not cfg.get("path") or not looks_local(str(cfg.path)):
+        return None
+    form = dataset_form(cfg, method)
+    rows = _file_rows(cfg, str(cfg.path), form, [])[0]
+    if cfg.get("eval_path") and looks_local(str(cfg.eval_path)):
+        _file_rows(cfg, str(cfg.eval_path), form, [])
+    return set().union(*(row.keys() for row in rows))
+
+
 def _file_rows(cfg: DictConfig, path: str, form: str, skipped: list[str]) -> tuple[list[dict], str]:
     columns = OmegaConf.to_container(cfg.columns, resolve=True) if cfg.get("columns") is not None else {}
     skip = bool(cfg.get("skip_bad_rows", False))
