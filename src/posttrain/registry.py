@@ -53,6 +53,9 @@ class Method:
     # the trainer takes ref_model: a frozen copy with full fine-tuning, None with LoRA (TRL scores the base
     # with the adapter disabled) or with a precomputed reference
     reference: bool = False
+    # the trainer builds its own reference (with a KL term, beta != 0) by loading the policy's config path,
+    # which a random-init or merged model lacks: posttrain saves the starting weights for it to load instead
+    builds_reference: bool = False
     # the trainer takes reward_funcs (and their tokenizers and weights) built from method.rewards
     rewards: bool = False
     # the trainer takes teacher_model, loaded from method.teacher (same tokenizer as the student)
@@ -112,10 +115,10 @@ METHODS: dict[str, Method] = {
                family="supervised", head="sequence_classification"),
         Method("grpo", "trl:GRPOTrainer", "trl:GRPOConfig", "prompt", _ONLINE_METRICS,
                "group relative policy optimization, online RL with rewards",
-               family="online_rl", samples_while_training=True, rewards=True),
+               family="online_rl", samples_while_training=True, rewards=True, builds_reference=True),
         Method("rloo", "trl:RLOOTrainer", "trl:RLOOConfig", "prompt", _ONLINE_METRICS,
                "REINFORCE leave-one-out, online RL with rewards",
-               family="online_rl", samples_while_training=True, rewards=True),
+               family="online_rl", samples_while_training=True, rewards=True, builds_reference=True),
         Method("online_dpo", "trl.experimental.online_dpo:OnlineDPOTrainer",
                "trl.experimental.online_dpo:OnlineDPOConfig", "prompt",
                (*_PAIR_METRICS, "objective/scores", "objective/scores_margin", "objective/kl"),

@@ -3,6 +3,8 @@
 Every TRL trainer takes the model, its TRL config, the data splits, the tokenizer, the LoRA config and the
 callbacks (TrainerInputs.trainer_kwargs). What a row asks for beyond that is wired once each, here:
 - reference: ref_model, a frozen copy with full fine-tuning (TrainerInputs.reference_copy);
+- builds_reference: a trainer that loads its own reference from the policy's config path (GRPO, RLOO with
+  beta != 0) loads the starting weights saved under the run directory (TrainerInputs.reference_on_disk);
 - rewards: reward_funcs and their tokenizers from method.rewards (registry.REWARDS), weights in the config;
 - teacher: teacher_model loaded from method.teacher, which must share the student's tokenizer.
 A new TRL method that needs nothing else is one YAML in conf/method/ and one row in registry.METHODS.
@@ -31,6 +33,9 @@ def build_trainer(method: Method, inputs: TrainerInputs):
         args.reward_weights = weights
     if method.reference:
         needs["ref_model"] = inputs.reference_copy(args)
+    if method.builds_reference:
+        with inputs.reference_on_disk(args):
+            return trainer_class(**inputs.trainer_kwargs(args), **needs)
     return trainer_class(**inputs.trainer_kwargs(args), **needs)
 
 

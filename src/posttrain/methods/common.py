@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 from transformers import TrainingArguments
@@ -65,6 +67,32 @@ class TrainerInputs:
         if self.peft_config is not None or getattr(args, "precompute_ref_log_probs", False):
             return None
         return create_reference_model(self.model)
+
+    @contextmanager
+    def reference_on_disk(self, args) -> Iterator[None]:
+        """For trainers that build their own reference by loading the policy's config path (GRPO and RLOO
+        with a KL term): with full fine-tuning the starting weights are saved once under the run directory
+        (reference_model/, main process first, renamed into place when complete) and the config names that
+        directory while the trainer is built, so random-init models, merged run directories and local models
+        get the same frozen start as DPO's copy. With LoRA (the adapter-disabled base) or beta=0 nothing is
+        saved."""
+        if self.peft_config is not None or not getattr(args, "beta", 0.0):
+            yield
+            return
+        target = self.run_dir.path / "reference_model"
+        with args.main_process_first(local=False, desc="saving the reference model"):
+            if not (target / "config.json").exists():
+                staging = target.with_name(".reference_model.tmp")
+                shutil.rmtree(staging, ignore_errors=True)
+                self.model.save_pretrained(str(staging))
+                staging.rename(target)
+        config = self.model.config
+        named = config._name_or_path
+        config._name_or_path = str(target)
+        try:
+            yield
+        finally:
+            config._name_or_path = named
 
     def trainer_kwargs(self, args) -> dict[str, Any]:
         """What every TRL trainer takes: the model, its TRL config `args`, the data splits, the tokenizer, the
