@@ -1,18 +1,25 @@
 """conf/logger/: the experiment tracker. W&B runs through transformers' own WandbCallback; posttrain only
-chooses its mode (offline without an API key), puts its files in the run directory and adds the composed
-config with credentials masked."""
+chooses its mode (WANDB_MODE as the user set it, else offline without an API key), puts its files in the run
+directory and adds the composed config with credentials masked.
+
+A tracker never costs a run: online mode starts the W&B run before training (the callback then reuses it),
+and a server that cannot be reached or a key it rejects falls back to offline logging in the run directory
+with one warning line (`wandb sync` uploads it later)."""
 
 from __future__ import annotations
 
 import logging
 import netrc
 import os
+import socket
 import sys
 import warnings
+from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback
 
+from posttrain.distributed import is_main_process
 from posttrain.redact import redact, redact_text
 from posttrain.rundir import RunDir
 
@@ -39,6 +46,37 @@ def wandb_key_configured() -> bool:
         return False
 
 
+def _server_reachable(timeout: float = 5.0) -> str | None:
+    """None when the W&B server (WANDB_BASE_URL, else api.wandb.ai) accepts a connection, else why not."""
+    url = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=timeout).close()
+        return None
+    except OSError as err:
+        return f"cannot reach {url.hostname}:{port} ({err.strerror or type(err).__name__})"
+
+
+def _start_wandb(project: str, entity, run_name: str, run_dir: RunDir) -> str:
+    """Start the W&B run online, or offline when the server is unreachable or rejects the key; returns the
+    mode it runs in. transformers' WandbCallback finds the run started and logs to it."""
+    import wandb
+
+    reason = _server_reachable()
+    if reason is None:
+        try:
+            wandb.init(project=project, entity=entity or None, name=run_name, dir=str(run_dir.path), mode="online")
+            return "online"
+        except Exception as err:  # wandb's CommError, AuthenticationError, UsageError, timeouts ...
+            lines = str(err).strip().splitlines()
+            reason = f"{type(err).__name__}: {lines[0] if lines else ''}"
+    os.environ["WANDB_MODE"] = "offline"
+    wandb.init(project=project, entity=entity or None, name=run_name, dir=str(run_dir.path), mode="offline")
+    log.warning("wandb: online logging failed (%s); logging offline in %s/wandb instead (upload it later with "
+                "wandb sync %s/wandb/offline-run-*)", redact_text(reason), run_dir.path, run_dir.path)
+    return "offline"
+
+
 def wandb_active(logger: DictConfig, project) -> bool:
     return logger.name == "wandb" and bool(project)
 
@@ -63,8 +101,8 @@ def tracker_setup(logger: DictConfig, project, run_name: str, run_dir: RunDir,
     if not wandb_active(logger, project):
         return [], []
     mode = logger.mode
-    if mode == "auto":
-        mode = "online" if wandb_key_configured() else "offline"
+    if mode == "auto":  # WANDB_MODE as the user exported it, else online only with a key
+        mode = os.environ.get("WANDB_MODE") or ("online" if wandb_key_configured() else "offline")
     project = str(project)
     entity = logger.entity
     if "/" in project and not entity:  # the DPO guide's team/project form
@@ -81,5 +119,7 @@ def tracker_setup(logger: DictConfig, project, run_name: str, run_dir: RunDir,
         os.environ["WANDB_ENTITY"] = str(entity)
     # W&B records the command line (sys.argv) with the run; Hydra has parsed it already, so mask it in place
     sys.argv[:] = [redact_text(arg) for arg in sys.argv]
+    if mode == "online" and is_main_process():
+        mode = _start_wandb(project, entity, run_name, run_dir)
     log.info("wandb: project %s, run %s, %s mode", project, run_name, mode)
     return ["wandb"], [WandbRunConfig(record)]
