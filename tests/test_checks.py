@@ -54,3 +54,13 @@ def test_rewards_whose_columns_the_data_has_pass(tmp_path):
     check_data(config(tmp_path / "qa.jsonl", [{"name": "exact_match", "column": "answer"}, {"name": "format"}]))
     with pytest.raises(PosttrainError, match="reward exact_match reads the dataset column 'solution'"):
         check_data(config(tmp_path / "qa.jsonl", [{"name": "exact_match", "column": "solution"}]))
+
+
+def test_a_hub_model_that_is_not_cached_fails_fast_while_offline(workdir):
+    (workdir / "rows.jsonl").write_text(json.dumps({"prompt": "a", "completion": "b"}) + "\n")
+    result = run_posttrain(["method=sft", "model.path=someorg/not-cached-model", "dataset=local",
+                            "dataset.path=rows.jsonl"], workdir, env={"HF_HUB_OFFLINE": "1"}, timeout=60)
+    line = one_line_error(result)
+    assert "model.path=someorg/not-cached-model is a hub id that is not in the local cache" in line
+    assert "model.init=random" in line and "local model directory" in line
+    assert not (workdir / "outputs").exists()  # stopped before any job: no retries, no model loading

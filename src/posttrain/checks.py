@@ -6,6 +6,7 @@ values), so a bad value fails within seconds with one line that names the key an
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -39,6 +40,28 @@ def check_model(cfg: DictConfig) -> None:
                 f"model path {path} does not exist",
                 "point model.path at a model directory, a posttrain run directory, or a hub id like org/name",
             )
+    if path and model.init != "random" and not looks_local(str(path)) and not in_package and not cfg.get("plan", False):
+        check_hub_model_cached(str(path), model.gguf_file)
+
+
+def hub_offline() -> bool:
+    return any(os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
+               for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def check_hub_model_cached(hub_id: str, gguf_file: str | None) -> None:
+    """Offline, a hub id must already be in the local cache: otherwise loading it would retry the network
+    for a minute before failing, so it stops here in one line."""
+    if not hub_offline():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(hub_id, gguf_file or "config.json"), str):
+        raise PosttrainError(
+            f"model.path={hub_id} is a hub id that is not in the local cache, and the hub is offline (HF_HUB_OFFLINE)",
+            "point model.path at a local model directory or posttrain run directory, use model.init=random for "
+            "random weights of the same architecture, or download it once online",
+        )
 
 
 def check_hardware(cfg: DictConfig) -> None:
