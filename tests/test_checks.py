@@ -64,3 +64,15 @@ def test_a_hub_model_that_is_not_cached_fails_fast_while_offline(workdir):
     assert "model.path=someorg/not-cached-model is a hub id that is not in the local cache" in line
     assert "model.init=random" in line and "local model directory" in line
     assert not (workdir / "outputs").exists()  # stopped before any job: no retries, no model loading
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["+method.args.temperatur=0.7"], "method.args.temperatur is not a field of GRPOConfig. Fix: did you mean method.args.temperature?"),
+    (["method.args.temperature=hot"], "method.args.temperature must be float, got 'hot' (str)"),
+], ids=["typo", "type"])
+def test_method_args_are_checked_against_the_trl_config_before_data_or_model_load(workdir, args, expected):
+    write_prompts(workdir / "prompts.jsonl")
+    result = run_posttrain(["method=grpo", "dataset=local", "dataset.path=prompts.jsonl", "logger=none",
+                            "method.rewards=[{name: format}]", *args, "run_name=a"], workdir)
+    assert expected in one_line_error(result)
+    assert not (workdir / "outputs" / "a" / "metrics.jsonl").exists()

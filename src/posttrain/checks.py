@@ -156,6 +156,63 @@ def check_data(cfg: DictConfig) -> None:
                 )
 
 
+def _allowed_types(annotation) -> tuple[set[type], tuple | None]:
+    """The plain types (bool, int, float, str, NoneType) an annotation allows, and its Literal choices;
+    empty when it allows something else too (lists, dicts, classes), so the value is not checked."""
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return set(), typing.get_args(annotation)
+    members = typing.get_args(annotation) if origin in (typing.Union, types.UnionType) else (annotation,)
+    plain = {bool, int, float, str, type(None)}
+    if not all(member in plain for member in members):
+        return set(), None
+    return set(members), None
+
+
+def _fits(value, allowed: set[type]) -> bool:
+    if value is None:
+        return type(None) in allowed
+    if isinstance(value, bool):
+        return bool in allowed
+    if isinstance(value, int):
+        return int in allowed or float in allowed
+    return type(value) in allowed
+
+
+def check_method_args(method_cfg: DictConfig, method) -> None:
+    """method.args against the fields and plain types of the method's TRL config class (this imports TRL),
+    so a typo or a wrong type stops in one line with a did-you-mean before any data or model loads."""
+    import dataclasses
+    import difflib
+    import typing
+
+    _, config_class = method.trl_classes()
+    known = {f.name for f in dataclasses.fields(config_class)}
+    try:
+        hints = typing.get_type_hints(config_class)
+    except Exception:  # an annotation that does not resolve: check the names only
+        hints = {}
+    for key, value in (OmegaConf.to_container(method_cfg.get("args") or {}, resolve=True) or {}).items():
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            raise PosttrainError(
+                f"method.args.{key} is not a field of {config_class.__name__}",
+                (f"did you mean method.args.{close[0]}? " if close else "")
+                + f"(the fields are TRL's {config_class.__name__}'s)",
+            )
+        allowed, choices = _allowed_types(hints.get(key))
+        if choices is not None and value not in choices:
+            raise PosttrainError(f"method.args.{key}={value!r} is not one of {', '.join(map(repr, choices))}",
+                                 f"set method.args.{key} to one of them")
+        if allowed and not _fits(value, allowed):
+            wanted = " or ".join(sorted(t.__name__ if t is not type(None) else "null" for t in allowed))
+            raise PosttrainError(f"method.args.{key} must be {wanted}, got {value!r} ({type(value).__name__})",
+                                 f"set method.args.{key} to a value of type {wanted}")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Every check that needs neither a model nor the data rows."""
     check_mandatory(cfg)

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import PrinterCallback, set_seed
 
 from posttrain.adapters import resolve_adapters
-from posttrain.checks import check_config
+from posttrain.checks import check_config, check_method_args
 from posttrain.data.loading import load_data
 from posttrain.distributed import is_main_process
 from posttrain.errors import PosttrainError
@@ -148,6 +148,7 @@ def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
     quiet_libraries()
     # Resolved once here; each module below gets only its part.
     method = get_method(cfg.method.name)
+    check_method_args(cfg.method, method)  # TRL's config fields and types, before any data or model loads
     adapters = resolve_adapters(cfg.peft, int(cfg.lora_rank), method.head)
     evaluator = resolve_evaluator(method, cfg.dataset, int(cfg.training.eval_steps), int(cfg.seed))
     run_name = cfg.wandb_name or run_dir.name
