@@ -143,17 +143,20 @@ class CheckpointJournal(TrainerCallback):
 
 class StopOnSignal(TrainerCallback):
     """SIGTERM, SIGUSR1 or SIGUSR2 (what Slurm sends before preemption or the time limit; USR2 is submitit's
-    preemption signal): save a checkpoint at the next step boundary and stop; the run is then marked
-    interrupted and resumes when started again. The handlers in place before (submitit's requeue) are put
-    back when training ends. With several processes they agree at each step, so all stop at the same one."""
+    preemption signal), or SIGINT (Ctrl-C): save a checkpoint at the next step boundary and stop; the run is
+    then marked interrupted and resumes when started again (a second Ctrl-C stops at once). The handlers in
+    place before (submitit's requeue) are put back when training ends. With several processes they agree at
+    each step, so all stop at the same one."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)
 
     def __init__(self):
         self.received: int | None = None
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum, frame):
+        if signum == signal.SIGINT and self.received == signal.SIGINT:
+            raise KeyboardInterrupt  # Ctrl-C twice: stop now, without the checkpoint
         log.warning("received %s: checkpointing at the next step, then stopping", signal.Signals(signum).name)
         self.received = signum
 

@@ -99,6 +99,10 @@ def run_job(cfg: DictConfig) -> float | None:
         log.warning("interrupted: %s; run the same command again to resume from the last checkpoint", stop)
         _pass_signal_on(stop)
         sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C outside the training steps (loading, saving) or pressed twice
+        run_dir.set_status("interrupted", reason="stopped by SIGINT (Ctrl-C)")
+        log.warning("interrupted by Ctrl-C; run the same command again to resume from the last checkpoint")
+        sys.exit(1)
     except PosttrainError as error:
         if not run_dir.is_completed():  # a finished run stays complete (e.g. only its objective key was wrong)
             run_dir.set_status("failed", error=error.line())
