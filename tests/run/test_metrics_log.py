@@ -37,3 +37,18 @@ def test_tokens_per_second_comes_from_counted_tokens():
 
 def test_no_speed_figure_when_the_trainer_counts_no_tokens():
     assert "tokens_per_second" not in logged(0)
+
+
+def test_a_run_shorter_than_logging_steps_still_logs_its_last_step(workdir):
+    import json
+
+    from conftest import read_jsonl, run_posttrain
+
+    (workdir / "rows.jsonl").write_text(
+        "".join(json.dumps({"prompt": f"{i} + 1 =", "completion": f" {i + 1}"}) + "\n" for i in range(32)))
+    result = run_posttrain(["method=sft", "dataset=local", "dataset.path=rows.jsonl", "max_steps=3", "batch_size=8",
+                            "training.logging_steps=10", "dataset.task=null", "training.save_steps=0", "logger=none",
+                            "run_name=short"], workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [m for m in read_jsonl(workdir / "outputs" / "short" / "metrics.jsonl") if "loss" in m]
+    assert [m["step"] for m in lines] == [3]

@@ -59,6 +59,10 @@ class MetricsLog(TrainerCallback):
         if self.gpu is not None:
             self.gpu.start(args, kwargs.get("model"))
 
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.max_steps and state.global_step >= state.max_steps:
+            control.should_log = True  # the last step is always logged, even in a run shorter than logging_steps
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = dict(logs or {})
         if SUMMARY_KEY in logs:
