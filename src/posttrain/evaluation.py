@@ -13,6 +13,23 @@ from posttrain.registry import Method
 
 log = logging.getLogger(__name__)
 
+# results.json's numeric keys of every run (run/train.py), beside the eval split's eval/<metric> keys, whose
+# names come from the trainer
+RUN_RESULT_KEYS = ("steps", "epochs", "train_seconds", "train_loss", "train_runtime", "tokens_per_second",
+                   "mfu_percent", "peak_memory_gib", "planned_peak_memory_gib", "skipped_nonfinite_steps",
+                   "skipped_bad_rows")
+# the keys each task evaluation adds (tictactoe/evaluate.py)
+TASK_RESULT_KEYS = {
+    "tictactoe": ("eval_positions", "games_per_opponent", "legal_move_rate", "optimal_move_rate",
+                  *(f"vs_{opponent}_{outcome}_rate" for opponent in ("random", "perfect")
+                    for outcome in ("win", "draw", "loss", "forfeit"))),
+}
+
+
+def result_keys(task: str | None) -> tuple[str, ...]:
+    """The results.json keys a run with this dataset task writes, other than eval/<metric>."""
+    return (*RUN_RESULT_KEYS, *TASK_RESULT_KEYS.get(task or "", ()))
+
 
 def _eval_split_metrics(trainer) -> dict:
     if trainer.eval_dataset is None:

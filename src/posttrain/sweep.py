@@ -48,6 +48,24 @@ def _name(direction) -> str:
     return str(getattr(direction, "name", direction)).lower()
 
 
+def check_objective_key(objective: str, task: str | None) -> None:
+    """The objective is a key results.json will have: one every run writes, one the dataset's task writes, or
+    an eval/<metric> of the eval split (named by the trainer, so not checked)."""
+    import difflib
+
+    from posttrain.evaluation import result_keys
+
+    keys = result_keys(task)
+    if objective.startswith("eval/") or objective in keys:
+        return
+    close = difflib.get_close_matches(objective, [*keys, "eval/loss"], n=1)
+    raise PosttrainError(
+        f"objective '{objective}' is not a key results.json will have (dataset.task={task})",
+        (f"did you mean objective={close[0]}? " if close else "")
+        + f"keys: eval/<metric> (e.g. eval/loss), {', '.join(keys)}",
+    )
+
+
 def check_search(cfg: DictConfig) -> None:
     """An Optuna sweep (cfg composed with its hydra section) has an objective and optimizes it the right way."""
     target = str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="") or "")
@@ -60,6 +78,8 @@ def check_search(cfg: DictConfig) -> None:
             "add objective=<a results.json key> with its direction, e.g. objective=optimal_move_rate "
             "hydra.sweeper.direction=maximize (hydra/sweeper=optuna_tictactoe maximizes)",
         )
+    if cfg.get("dataset") is not None:  # a composed run config: its task says which keys results.json gets
+        check_objective_key(str(objective), cfg.dataset.get("task"))
     direction = cfg.hydra.sweeper.get("direction")
     if isinstance(direction, (list, ListConfig)):
         raise PosttrainError(
