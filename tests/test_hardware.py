@@ -154,3 +154,12 @@ def test_the_resolved_fields_exist_in_trls_configs(fake_h200, tmp_path):
     config = DPOConfig(output_dir=str(tmp_path), **{**dpo.training_arguments(), **dpo.method_arguments("dpo"),
                                                     "bf16": False, "use_cpu": True})
     assert config.precompute_ref_log_probs and config.optim == "adamw_torch_fused"
+
+
+def test_throughput_choices_read_the_registry_row():
+    from posttrain.hardware import online, packs, precomputes_reference, sequences_per_row
+
+    assert packs("sft") and packs("pretrain") and not packs("dpo")
+    assert precomputes_reference("dpo") and precomputes_reference("kto") and not precomputes_reference("online_dpo")
+    assert online("online_dpo") and online("grpo") and not online("dpo")
+    assert sequences_per_row("dpo") == 2 and sequences_per_row("online_dpo") == 1 and sequences_per_row("sft") == 1

@@ -21,17 +21,38 @@ from posttrain.errors import PosttrainError
 log = logging.getLogger(__name__)
 
 ATTENTIONS = ("sdpa", "flex_attention", "flash_attention_2", "eager")
-# Methods whose TRL trainer packs whole examples padding-free with per-example attention (SFTTrainer's
-# packing_strategy="bfd": position_ids restart at each example and transformers builds a block-causal mask
-# from them for sdpa/flex/eager, or passes cu_seq_lens to flash attention). TRL 1.16 disables DPO's
+# What the throughput choices read from a method's registry row (posttrain.registry), so a new row needs no
+# edit here. Packing: TRL's SFTTrainer packs whole examples padding-free with per-example attention
+# (packing_strategy="bfd": position_ids restart at each example and transformers builds a block-causal mask
+# from them for sdpa/flex/eager, or passes cu_seq_lens to flash attention); TRL 1.16 disables DPO's
 # padding_free, so the preference methods train on padded batches.
-PACKING_METHODS = ("sft", "pretrain")
-# DPO-family methods whose TRL trainer can score a frozen reference once before training.
-PRECOMPUTE_METHODS = ("dpo", "kto")
-# Online methods: their batch is a number of generation groups, so the micro-batch stays batch_size.
-ONLINE_METHODS = ("grpo", "rloo", "distill")
-# sequences per row: the preference methods forward chosen and rejected together
-SEQUENCES_PER_ROW = {"dpo": 2, "simpo": 2, "cpo": 2, "orpo": 2, "reward": 2}
+def packs(method: str) -> bool:
+    return _row(method).trainer == "trl:SFTTrainer"
+
+
+def precomputes_reference(method: str) -> bool:
+    """An offline trainer with a frozen reference can score it once before training (precompute_ref_log_probs)."""
+    row = _row(method)
+    return row.reference and not row.samples_while_training
+
+
+def online(method: str) -> bool:
+    """Its batch is a number of generation groups, so the micro-batch stays batch_size."""
+    return _row(method).samples_while_training
+
+
+def sequences_per_row(method: str) -> int:
+    """Sequences one row forwards: chosen and rejected together for paired preference rows."""
+    row = _row(method)
+    return 2 if row.form == "preference" and not row.samples_while_training else 1
+
+
+def _row(method: str):
+    from posttrain.registry import get_method
+
+    return get_method(method)
+
+
 # Share of the GPU's free memory a micro-batch's activations may take, once the weights, gradients and
 # optimizer state are counted (the rest is headroom for the allocator, kernels' workspaces, the reference).
 ACTIVATION_SHARE = 0.5
@@ -89,9 +110,9 @@ class Hardware:
     def method_arguments(self, method: str) -> dict:
         """Fields of the method's own TRL config: packing for SFT/pretrain, the precomputed reference."""
         fields = {}
-        if self.packing and method in PACKING_METHODS:
+        if self.packing and packs(method):
             fields.update(packing=True, packing_strategy="bfd", padding_free=True)
-        if self.precompute_reference and method in PRECOMPUTE_METHODS:
+        if self.precompute_reference and precomputes_reference(method):
             fields["precompute_ref_log_probs"] = True
         return fields
 
@@ -198,11 +219,11 @@ def resolve_hardware(
     liger_ok = installed("liger_kernel")
     liger = choose("liger", gpu and liger_ok, "installed",
                    "not on a GPU" if not gpu else "liger-kernel not installed (pip install -e '.[gpu]')")
-    packing = choose("packing", gpu and method in PACKING_METHODS, "padding-free, per-example attention",
+    packing = choose("packing", gpu and packs(method), "padding-free, per-example attention",
                      "not on a GPU" if not gpu else f"TRL pads {method} batches")
     compile_ = choose("compile", False, "", "compile time does not pay for short runs")
     fused = choose("fused_optimizer", gpu, "fused AdamW", "not on a GPU")
-    precompute = choose("precompute_reference", gpu and method in PRECOMPUTE_METHODS and not lora,
+    precompute = choose("precompute_reference", gpu and precomputes_reference(method) and not lora,
                         "frozen reference scored once",
                         "not on a GPU" if not gpu else ("LoRA scores the base with adapters off" if lora
                                                         else f"TRL has no precomputed reference for {method}"))
@@ -225,21 +246,21 @@ def resolve_hardware(
     else:
         attention = "sdpa"
         reasons["attention"] = "flash-attn not installed"
-    if packing and attention == "sdpa" and method in PACKING_METHODS:
+    if packing and attention == "sdpa" and packs(method):
         log.warning("hardware.packing with sdpa attends through a dense block-causal mask over the whole packed "
                     "micro-batch (correct but quadratic in its length); flex_attention or flash_attention_2 is faster")
 
     micro_batch = micro_tokens = accum = None
     wanted = cfg.get("micro_batch", "auto")
     budget = cfg.get("micro_batch_tokens", "auto")
-    if batch_size is not None and method not in ONLINE_METHODS and (wanted != "auto" or gpu):
+    if batch_size is not None and not online(method) and (wanted != "auto" or gpu):
         accumulation = int(accumulation or 1)
         effective = int(batch_size) * accumulation  # per process; processes multiply both sides alike
         if wanted != "auto":
             limit = int(wanted)
             reasons["micro_batch"] = "set"
         else:
-            row_tokens = int(model_cfg.max_length) * SEQUENCES_PER_ROW.get(method, 1) if model_cfg is not None else 1024
+            row_tokens = int(model_cfg.max_length) * sequences_per_row(method) if model_cfg is not None else 1024
             if budget != "auto":
                 micro_tokens = int(budget)
                 reasons["micro_batch"] = f"hardware.micro_batch_tokens={micro_tokens}"

@@ -220,7 +220,7 @@ def make_plan(cfg: DictConfig, hardware=None, with_data: bool = True) -> tuple[P
     """The plan of one composed run config and its model FLOPs per trained token; `hardware`: the run's
     resolved hardware group (resolved here when not given)."""
     from posttrain import adapters
-    from posttrain.hardware import SEQUENCES_PER_ROW, resolve_hardware
+    from posttrain.hardware import precomputes_reference, resolve_hardware, sequences_per_row
     from posttrain.registry import get_method
     from posttrain.speed import flops_per_token
 
@@ -240,9 +240,9 @@ def make_plan(cfg: DictConfig, hardware=None, with_data: bool = True) -> tuple[P
                                     int(cfg.training.gradient_accumulation_steps), lora)
     micro_batch = hardware.micro_batch or int(cfg.batch_size)
     accumulation = hardware.accumulation or int(cfg.training.gradient_accumulation_steps)
-    sequences = SEQUENCES_PER_ROW.get(method.name, 1)
+    sequences = sequences_per_row(method.name)
     tokens = micro_batch * int(cfg.model.max_length) * sequences
-    reference = method.name in ("dpo", "kto") and not lora and not hardware.precompute_reference
+    reference = method.reference and not lora and not (hardware.precompute_reference and precomputes_reference(method.name))
     memory = estimate_memory(shape, parameters, adapter, lora, qlora_share, tokens, hardware.precision,
                              hardware.liger, bool(cfg.training.gradient_checkpointing), reference, adapted)
     gpu = _gpu()

@@ -120,9 +120,12 @@ def uses_reference_forward(method: str, args) -> bool:
     """Whether each training step also runs a reference model forward (`args`: the method's TRL config)."""
     if getattr(args, "precompute_ref_log_probs", False):
         return False
-    if method in ("dpo", "kto"):
+    from posttrain.registry import get_method
+
+    row = get_method(method)  # the registry row says whether the trainer scores a reference
+    if row.reference:
         return True
-    if method in ("grpo", "rloo"):
+    if row.builds_reference:
         return float(getattr(args, "beta", 0.0) or 0.0) > 0.0
     return False
 
