@@ -18,6 +18,7 @@ def write_rows(workdir) -> None:
         "".join(json.dumps({"prompt": f"{i} + 1 =", "completion": f" {i + 1}"}) + "\n" for i in range(32)))
 
 
+@pytest.mark.slow  # an end-to-end training run
 @pytest.mark.parametrize("mode", ["", "offline"], ids=["no WANDB_MODE", "WANDB_MODE=offline"])
 def test_a_key_without_a_server_logs_offline_and_completes(workdir, mode):
     write_rows(workdir)

@@ -13,6 +13,7 @@ SHORT = ["max_steps=2", "batch_size=8", "dataset.task=null", "training.save_step
          "logger=none", "method.args.max_completion_length=8", "method.rewards=[{name: format, pattern: '[0-9]'}]"]
 
 
+@pytest.mark.slow  # an end-to-end training run
 @pytest.mark.parametrize("method, beta", [("rloo", None), ("grpo", "0.04")])
 def test_online_rl_with_a_kl_term_trains_from_a_random_init_model(workdir, method, beta):
     (workdir / "prompts.jsonl").write_text("".join(json.dumps({"prompt": f"{i} + 1 ="}) + "\n" for i in range(16)))
