@@ -67,10 +67,10 @@ def test_run_directory_describes_the_run(default_run):
 
 
 def test_chaining_dpo_onto_an_sft_run_directory(default_run, tmp_path):
-    """`method=dpo model.path=<run>/1-sft` starts from that run's model with the preset's DPO stage settings
-    (a few steps suffice to show it: the DPO stage's gain itself is asserted above)."""
+    """`experiment=tictactoe method=dpo model.path=<run>/1-sft` starts from that run's model with the named
+    preset's DPO stage settings (a few steps suffice to show it: the DPO stage's gain is asserted above)."""
     sft_dir = default_run / "1-sft"
-    result = run_posttrain(["method=dpo", f"model.path={sft_dir}", "run_name=chained", "max_steps=8",
+    result = run_posttrain(["experiment=tictactoe", "method=dpo", f"model.path={sft_dir}", "run_name=chained", "max_steps=8",
                             "dataset.eval_games=10"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     chained_dir = tmp_path / "outputs" / "chained"

@@ -85,3 +85,12 @@ def test_plan_true_prints_each_stage_and_trains_nothing(workdir):
     assert "plan (1-sft):" in result.stdout and "plan (2-dpo):" in result.stdout
     assert result.stdout.count("peak GPU memory per device") == 2 and "tokens per epoch" in result.stdout
     assert not (workdir / "outputs").exists()
+
+
+def test_a_command_without_plan_composes_nothing_for_the_plan():
+    """Sweep values are not one config: the plan hook must leave a --multirun command line to Hydra."""
+    from posttrain.plan import print_plan
+
+    assert print_plan(["learning_rate=1e-3,2e-3", "method=sft"], "train", multirun=True) is False
+    with pytest.raises(PosttrainError, match="plan=true plans one run"):
+        print_plan(["plan=true", "learning_rate=1e-3,2e-3"], "train", multirun=True)

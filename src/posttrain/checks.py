@@ -218,9 +218,9 @@ def check_config(cfg: DictConfig) -> None:
     check_mandatory(cfg)
     check_method(cfg)
     check_knobs(cfg)
+    check_hardware(cfg)  # a missing GPU first: no model choice fixes it
     check_model(cfg)
     check_peft(cfg)
-    check_hardware(cfg)
     from posttrain.data.loading import check_dataset_config
 
     validate(cfg, ("dataset",))

@@ -333,13 +333,13 @@ def check_fits(plan: Plan) -> None:
 def print_plan(overrides: list[str], config_name: str, multirun: bool) -> bool:
     """plan=true: print the plan of each config the command trains (each stage of a pipeline) and return
     True; False when the command line does not ask for a plan."""
-    from posttrain.compose import configs_to_run
+    from posttrain.compose import configs_to_run, override_key
 
-    cfg, configs = configs_to_run(overrides, config_name)
-    if not cfg.get("plan", False):
-        return False
+    if not any(override_key(o) == "plan" and o.split("=", 1)[-1].lower() == "true" for o in overrides):
+        return False  # a command line that does not ask for a plan (sweeps included) composes nothing here
     if multirun:
         raise PosttrainError("plan=true plans one run, not a sweep", "drop --multirun and give one value per key")
+    cfg, configs = configs_to_run(overrides, config_name)
     for label, run_cfg in configs:
         plan, token_flops = make_plan(run_cfg)
         print(f"plan ({label}):" if len(configs) > 1 else "plan:")

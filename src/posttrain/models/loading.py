@@ -224,7 +224,7 @@ def load_trained(path: str, dtype: torch.dtype = torch.float32, head: str = "cau
     if final is None or not Path(final).is_dir():
         raise PosttrainError(f"{path} is not a run directory or model directory", "pass run=<a run directory with final/>")
     gguf_file = None
-    if not (Path(final) / "config.json").exists():
+    if not any((Path(final) / name).exists() for name in ("config.json", "adapter_config.json")):  # else a GGUF folder
         ggufs = sorted(p.name for p in Path(final).glob("*.gguf"))
         if len(ggufs) != 1:
             raise PosttrainError(
