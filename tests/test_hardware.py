@@ -81,10 +81,16 @@ def test_flash_attention_is_chosen_when_installed(fake_h200, monkeypatch):
     assert resolve(composed("hardware=gpu")).attention == "flash_attention_2"
 
 
-def test_dpo_on_a_gpu_precomputes_the_frozen_reference_and_pads(fake_h200):
+def test_dpo_on_a_gpu_precomputes_the_frozen_reference_and_runs_padding_free(fake_h200):
+    from posttrain.registry import get_method
+
     chosen = resolve(composed("hardware=gpu", "method=dpo", "model=qwen2.5-0.5b", "model.init=random"), "dpo")
-    assert chosen.attention == "sdpa" and not chosen.packing
-    assert chosen.method_arguments("dpo") == {"precompute_ref_log_probs": True}
+    assert chosen.attention == "flex_attention" and chosen.packing
+    assert chosen.method_arguments("dpo") == {"precompute_ref_log_probs": True}  # TRL's own padding_free stays off
+    assert get_method("dpo").trl_classes(padding_free=True)[0].__name__ == "PaddingFreeDPOTrainer"
+    assert get_method("dpo").trl_classes()[0].__name__ == "DPOTrainer"
+    kto = resolve(composed("hardware=gpu", "method=kto"), "kto")
+    assert not kto.packing and kto.attention == "sdpa"  # no padding-free KTO trainer: padded batches
     lora = resolve(composed("hardware=gpu", "method=dpo", "lora_rank=16"), "dpo", lora=True)
     assert lora.method_arguments("dpo") == {}  # the adapter-disabled base is the reference
 
@@ -159,7 +165,7 @@ def test_the_resolved_fields_exist_in_trls_configs(fake_h200, tmp_path):
 def test_throughput_choices_read_the_registry_row():
     from posttrain.hardware import online, packs, precomputes_reference, sequences_per_row
 
-    assert packs("sft") and packs("pretrain") and not packs("dpo")
+    assert packs("sft") and packs("pretrain") and packs("dpo") and not packs("kto") and not packs("orpo")
     assert precomputes_reference("dpo") and precomputes_reference("kto") and not precomputes_reference("online_dpo")
     assert online("online_dpo") and online("grpo") and not online("dpo")
     assert sequences_per_row("dpo") == 2 and sequences_per_row("online_dpo") == 1 and sequences_per_row("sft") == 1

@@ -24,10 +24,12 @@ ATTENTIONS = ("sdpa", "flex_attention", "flash_attention_2", "eager")
 # What the throughput choices read from a method's registry row (posttrain.registry), so a new row needs no
 # edit here. Packing: TRL's SFTTrainer packs whole examples padding-free with per-example attention
 # (packing_strategy="bfd": position_ids restart at each example and transformers builds a block-causal mask
-# from them for sdpa/flex/eager, or passes cu_seq_lens to flash attention); TRL 1.16 disables DPO's
-# padding_free, so the preference methods train on padded batches.
+# from them for sdpa/flex/eager, or passes cu_seq_lens to flash attention). TRL 1.16 disables DPO's
+# padding_free, so a row with a padding_free_trainer (DPO: posttrain.methods.padding_free) runs that instead;
+# the other preference methods train on padded batches.
 def packs(method: str) -> bool:
-    return _row(method).trainer == "trl:SFTTrainer"
+    row = _row(method)
+    return row.trainer == "trl:SFTTrainer" or row.padding_free_trainer is not None
 
 
 def precomputes_reference(method: str) -> bool:
@@ -110,7 +112,7 @@ class Hardware:
     def method_arguments(self, method: str) -> dict:
         """Fields of the method's own TRL config: packing for SFT/pretrain, the precomputed reference."""
         fields = {}
-        if self.packing and packs(method):
+        if self.packing and _row(method).trainer == "trl:SFTTrainer":
             fields.update(packing=True, packing_strategy="bfd", padding_free=True)
         if self.precompute_reference and precomputes_reference(method):
             fields["precompute_ref_log_probs"] = True
@@ -246,7 +248,7 @@ def resolve_hardware(
     else:
         attention = "sdpa"
         reasons["attention"] = "flash-attn not installed"
-    if packing and attention == "sdpa" and packs(method):
+    if packing and attention == "sdpa":
         log.warning("hardware.packing with sdpa attends through a dense block-causal mask over the whole packed "
                     "micro-batch (correct but quadratic in its length); flex_attention or flash_attention_2 is faster")
 

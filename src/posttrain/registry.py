@@ -60,14 +60,18 @@ class Method:
     rewards: bool = False
     # the trainer takes teacher_model, loaded from method.teacher (same tokenizer as the student)
     teacher: bool = False
+    # posttrain's padding-free subclass of the trainer ("module:Class"), used when hardware.packing is on
+    padding_free_trainer: str | None = None
 
     @property
     def fields(self) -> tuple[str, ...]:
         return FORMS[self.form]
 
-    def trl_classes(self) -> tuple[type, type]:
-        """The trainer and config classes, imported now (this imports TRL)."""
-        return _import(self.trainer), _import(self.config)
+    def trl_classes(self, padding_free: bool = False) -> tuple[type, type]:
+        """The trainer (its padding-free subclass when asked for and the row has one) and config classes,
+        imported now (this imports TRL)."""
+        trainer = self.padding_free_trainer if padding_free and self.padding_free_trainer else self.trainer
+        return _import(trainer), _import(self.config)
 
     def build(self, inputs):
         """The method's TRL trainer, assembled from this row (posttrain.methods.build)."""
@@ -95,7 +99,8 @@ METHODS: dict[str, Method] = {
                family="supervised"),
         Method("dpo", "trl:DPOTrainer", "trl:DPOConfig", "preference", _PAIR_METRICS,
                "direct preference optimization and its loss variants",
-               family="preference", uses_beta=True, reference=True),
+               family="preference", uses_beta=True, reference=True,
+               padding_free_trainer="posttrain.methods.padding_free:PaddingFreeDPOTrainer"),
         Method("simpo", "trl.experimental.cpo:CPOTrainer", "trl.experimental.cpo:CPOConfig", "preference",
                (*_PAIR_METRICS, "nll_loss"), "SimPO, reference-free length-normalised preference loss",
                family="preference"),

@@ -21,7 +21,7 @@ from posttrain.registry import Method, get_reward
 
 
 def build_trainer(method: Method, inputs: TrainerInputs):
-    trainer_class, config_class = method.trl_classes()
+    trainer_class, config_class = method.trl_classes(padding_free=inputs.hardware.packing)
     needs = {}
     if method.teacher:
         needs["teacher_model"] = load_teacher(inputs, method.name)

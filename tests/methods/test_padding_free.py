@@ -1,0 +1,79 @@
+"""Padding-free DPO (hardware.packing on a GPU) must score exactly what the padded batch scores: per-token
+log-probabilities and the DPO loss of one batch equal TRL's padded forward within 1e-3, on CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import LlamaConfig, LlamaForCausalLM
+from trl import DPOConfig, DPOTrainer
+from trl.trainer.utils import add_fused_lm_head
+
+from posttrain.methods.padding_free import PaddingFreeDPOTrainer, pack_padded_forward
+from posttrain.models.tiny import byte_level_tokenizer
+
+
+def tiny_model(seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    config._attn_implementation = "sdpa"
+    return LlamaForCausalLM(config).eval()
+
+
+def padded_batch(side: str):
+    """Four rows of different lengths, padded on `side`, a prompt of 3 tokens then the completion."""
+    torch.manual_seed(1)
+    lengths = [9, 17, 5, 12]
+    longest = max(lengths)
+    ids = torch.zeros(len(lengths), longest, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    completion = torch.zeros_like(ids)
+    for row, n in enumerate(lengths):
+        span = slice(0, n) if side == "right" else slice(longest - n, longest)
+        ids[row, span] = torch.randint(1, 300, (n,))
+        mask[row, span] = 1
+        completion[row, span] = torch.tensor([0] * 3 + [1] * (n - 3))
+    return ids, mask, ids.masked_fill(completion == 0, -100)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_packed_forward_gives_the_padded_per_token_log_probs(side):
+    model = tiny_model()
+    add_fused_lm_head(model, outputs=("log_probs", "entropy"))
+    ids, mask, labels = padded_batch(side)
+    with torch.no_grad():
+        padded = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+        packed = pack_padded_forward(model.forward)(input_ids=ids, attention_mask=mask, labels=labels,
+                                                     fused_lm_head=True)
+    assert packed.log_probs.shape == padded.log_probs.shape
+    assert torch.equal(packed.label_mask, padded.label_mask)
+    assert torch.allclose(packed.log_probs, padded.log_probs, atol=1e-3)
+    assert torch.allclose(packed.entropy, padded.entropy, atol=1e-3)
+    assert padded.log_probs.abs().sum() > 1  # the comparison is of real values, not of zeros
+    assert torch.allclose(packed.loss, padded.loss, atol=1e-3)
+
+
+def test_padding_free_dpo_loss_and_gradients_equal_the_padded_ones(tmp_path):
+    tokenizer = byte_level_tokenizer(256)
+    rows = [{"prompt": p, "chosen": c, "rejected": r} for p, c, r in (
+        ("2+2=", " 4", " five, or so I believe"), ("Name a colour:", " a deep shade of blue", " no"),
+        ("Say hi:", " hi", " goodbye and good luck to you all"), ("1+1=", " two", " 3"))]
+    losses, grads = [], []
+    for trainer_class in (DPOTrainer, PaddingFreeDPOTrainer):
+        model = tiny_model(seed=3).train()
+        model.config.vocab_size = len(tokenizer)
+        model.resize_token_embeddings(len(tokenizer))
+        args = DPOConfig(output_dir=str(tmp_path / trainer_class.__name__), per_device_train_batch_size=4,
+                         use_cpu=True, report_to=[], precompute_ref_log_probs=True, max_length=64)
+        trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                                processing_class=tokenizer)
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+        assert batch["attention_mask"].sum() < batch["attention_mask"].numel()  # the batch has padding
+        loss = trainer.compute_loss(trainer.model, batch)
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(model.model.layers[0].self_attn.q_proj.weight.grad.clone())
+    assert abs(losses[0] - losses[1]) < 1e-3
+    assert torch.allclose(grads[0], grads[1], atol=1e-4)
