@@ -14,6 +14,13 @@ process (Liger patches model classes globally; peak memory is per process) for -
        posttrain      python -m posttrain method=sft hardware=gpu (its defaults: batch_size 32)
   DPO  trl_dpo        plain TRL DPOTrainer, reference log-probs precomputed, its defaults otherwise
        posttrain_dpo  python -m posttrain method=dpo hardware=gpu
+  GRPO trl_grpo       plain TRL GRPOTrainer, its defaults (8 completions of --completion tokens per step)
+       posttrain_grpo python -m posttrain method=grpo hardware=gpu batch_size=8, the same completions
+       (posttrain_grpo_variant adds --grpo-variant)
+
+GRPO's figure is completions sampled and trained on per second (the steps after --grpo-warmup, each step
+batch x accumulation completions); the rows' prompts are the SFT prompts and the reward the share of a
+completion's words that are the prompt's words, so a random model's rewards differ within each group.
 
 Figures: real (non-pad) tokens per second over the steps after --warmup (the trainer's non-padding token
 count, chosen and rejected together for DPO), the same end to end (trainer construction, i.e. tokenization
@@ -37,6 +44,7 @@ VOCAB = 151_936
 PEAK_FLOPS = 989e12  # H200 (SXM) dense bf16
 SFT_CASES = ("trl_defaults", "trl_tuned", "posttrain", "posttrain_variant")
 DPO_CASES = ("trl_dpo", "posttrain_dpo")
+GRPO_CASES = ("trl_grpo", "posttrain_grpo", "posttrain_grpo_variant")
 LABELS = {
     "trl_defaults": "plain TRL SFTTrainer, its defaults",
     "trl_tuned": "plain TRL, Liger, packing 16x2048, flex attention, no checkpointing (best hand-tuned)",
@@ -44,6 +52,9 @@ LABELS = {
     "posttrain_variant": "posttrain `method=sft hardware=gpu` + --variant overrides",
     "trl_dpo": "plain TRL DPOTrainer, reference log-probs precomputed",
     "posttrain_dpo": "posttrain `method=dpo hardware=gpu`",
+    "trl_grpo": "plain TRL GRPOTrainer, its defaults",
+    "posttrain_grpo": "posttrain `method=grpo hardware=gpu batch_size=8`",
+    "posttrain_grpo_variant": "posttrain `method=grpo hardware=gpu batch_size=8` + --grpo-variant overrides",
 }
 
 
@@ -66,9 +77,11 @@ def words(rng: random.Random, n: int, vocab: int) -> str:
 
 def build_data(work: Path, rows: int, dpo_rows: int, vocab: int, prompt_len: int, min_len: int, max_len: int) -> None:
     rng = random.Random(0)
-    with open(work / "sft.jsonl", "w") as sft, open(work / "dpo.jsonl", "w") as dpo:
+    with open(work / "sft.jsonl", "w") as sft, open(work / "dpo.jsonl", "w") as dpo, \
+            open(work / "grpo.jsonl", "w") as grpo:
         for row in range(rows):
             prompt = words(rng, prompt_len, vocab)
+            grpo.write(json.dumps({"prompt": prompt}) + "\n")
             one, two = (" " + words(rng, rng.randint(min_len, max_len), vocab) for _ in range(2))
             sft.write(json.dumps({"prompt": prompt, "completion": one}) + "\n")
             if row < dpo_rows:  # DPO scores its reference over every row first: only what the steps need
@@ -89,6 +102,12 @@ def timer_callback(warmup: int, started: float, record: dict):
             if state.global_step == warmup:
                 sync()
                 record["t0"], record["tokens0"] = time.perf_counter(), state.num_input_tokens_seen
+                record["samples_per_step"] = args.per_device_train_batch_size * args.gradient_accumulation_steps
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                record.setdefault("losses", []).append(round(float(logs["loss"]), 4))
+                record["learning_rate"] = args.learning_rate
 
         def on_train_end(self, args, state, control, **kwargs):
             sync()
@@ -96,6 +115,7 @@ def timer_callback(warmup: int, started: float, record: dict):
             record.update(steps=state.global_step, tokens=state.num_input_tokens_seen,
                           seconds=now - record.get("t0", now), end_to_end_seconds=now - started)
             record["steady_tokens"] = state.num_input_tokens_seen - record.get("tokens0", 0)
+            record["steady_samples"] = (state.global_step - warmup) * record.get("samples_per_step", 0)
             if torch.cuda.is_available():
                 record["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
 
@@ -129,10 +149,17 @@ def plain_trl(case: str, a, work: Path, record: dict) -> None:
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16 if gpu else torch.float32)
     common = dict(output_dir=str(work / f"out_{case}"), max_steps=a.steps, report_to=[], save_strategy="no",
-                  logging_steps=10, include_num_input_tokens_seen="non_padding", disable_tqdm=True,
+                  logging_steps=5, include_num_input_tokens_seen="non_padding", disable_tqdm=True,
                   use_cpu=not gpu, bf16=gpu)
     started = time.perf_counter()
-    if case == "trl_dpo":
+    if case == "trl_grpo":
+        from trl import GRPOConfig, GRPOTrainer
+
+        data = load_dataset("json", data_files=str(work / "grpo.jsonl"), split="train")
+        args = GRPOConfig(**common, max_completion_length=a.completion, learning_rate=1e-6)
+        trainer = GRPOTrainer(model=model, reward_funcs=overlap_reward, args=args, train_dataset=data,
+                              processing_class=tokenizer)
+    elif case == "trl_dpo":
         from trl import DPOConfig, DPOTrainer
 
         data = load_dataset("json", data_files=str(work / "dpo.jsonl"), split="train")
@@ -162,6 +189,12 @@ def plain_trl(case: str, a, work: Path, record: dict) -> None:
     trainer.train()
 
 
+def overlap_reward(prompts, completions, **kwargs) -> list[float]:
+    """The share of a completion's words that are its prompt's words (posttrain.rewards has no such reward;
+    both GRPO cases use this one, the posttrain case through a format reward of the same cost)."""
+    return [len(set(c.split()) & set(p.split())) / max(1, len(c.split())) for p, c in zip(prompts, completions)]
+
+
 def posttrain_case(case: str, a, work: Path, record: dict) -> None:
     """The real command line (posttrain.cli.main, as `python -m posttrain`), with a timing callback added
     to the trainer the registry builds."""
@@ -170,20 +203,28 @@ def posttrain_case(case: str, a, work: Path, record: dict) -> None:
     from posttrain import cli, registry
 
     dpo = case == "posttrain_dpo"
+    grpo = case.startswith("posttrain_grpo")
+    method = "dpo" if dpo else "grpo" if grpo else "sft"
     gpu = torch.cuda.is_available()
     overrides = [
         "model=qwen2.5-0.5b", "model.init=random", f"model.tokenizer={work / 'tokenizer'}",
-        f"method={'dpo' if dpo else 'sft'}", "dataset=local", f"dataset.path={work / ('dpo.jsonl' if dpo else 'sft.jsonl')}",
+        f"method={method}", "dataset=local", f"dataset.path={work / (method + '.jsonl')}",
         "dataset.eval_fraction=0", "dataset.task=null", f"max_steps={a.steps}", "logger=none",
-        "training.save_steps=0", "training.eval_steps=0", "training.logging_steps=10", f"run_name={case}",
+        "training.save_steps=0", "training.eval_steps=0", "training.logging_steps=5", f"run_name={case}",
         "hardware=gpu" if gpu else "hardware=auto",
     ]
     if case == "posttrain_variant":
         overrides += a.variant.split()
-    if dpo:
-        overrides.append("learning_rate=1e-6")  # throughput only; the same rate as the plain TRL DPO case
+    if grpo:  # TRL's defaults: 8 completions a step (one group), learning rate as the plain case
+        overrides += ["batch_size=8", f"method.args.max_completion_length={a.completion}",
+                      "method.rewards=[{name: format, pattern: 'w1'}]"]
+    if case == "posttrain_grpo_variant":
+        overrides += a.grpo_variant.split()
+    # DPO and GRPO keep posttrain's learning-rate table (1e-6 for full fine-tuning at 0.5B, the plain cases'
+    # rate): the logged losses show the default trains without diverging
     if a.smoke:  # CPU: the GPU's choices forced where they run on a CPU, tiny sizes
-        overrides += ["hardware.packing=true", "hardware.attention=sdpa", "hardware.micro_batch=4", "batch_size=8"]
+        overrides += ["hardware.packing=true", "hardware.attention=sdpa"]
+        overrides += [] if grpo else ["hardware.micro_batch=4", "batch_size=8"]
         overrides += [f"model.architecture.{k}={v}" for k, v in SMOKE_ARCH.items()]
     started = time.perf_counter()
     original_build = registry.Method.build
@@ -197,7 +238,7 @@ def posttrain_case(case: str, a, work: Path, record: dict) -> None:
                               + f"batch {args.per_device_train_batch_size}x{args.gradient_accumulation_steps}, "
                               f"checkpointing {args.gradient_checkpointing}, "
                               f"attention {inputs.model.config._attn_implementation}, liger {args.use_liger_kernel}, "
-                              f"packing {getattr(args, 'packing', False)}, optim {getattr(args.optim, 'value', args.optim)}")
+                              f"packing {inputs.hardware.packing}, optim {getattr(args.optim, 'value', args.optim)}")
         return trainer
 
     registry.Method.build = build
@@ -211,6 +252,8 @@ def posttrain_case(case: str, a, work: Path, record: dict) -> None:
 
 def run_case(a) -> None:
     work = Path(a.work)
+    if "grpo" in a.case:
+        a.steps, a.warmup = a.grpo_steps, a.grpo_warmup
     os.chdir(work)
     record: dict = {"case": a.case}
     if a.case.startswith("posttrain"):
@@ -228,6 +271,7 @@ def figures(r: dict) -> dict:
         "end_to_end": r["tokens"] / r["end_to_end_seconds"],
         "mfu": 6 * r["parameters"] * steady / PEAK_FLOPS if steady else None,
         "peak_gib": r.get("peak_gib"),
+        "samples_per_s": r.get("steady_samples", 0) / r["seconds"] if r.get("seconds") else None,
     }
 
 
@@ -252,6 +296,25 @@ def table(results: dict, cases: tuple[str, ...], base: str, tuned: str | None, b
     return lines
 
 
+def grpo_table(results: dict) -> list[str]:
+    lines = ["| what | samples/s | tokens/s | peak GiB | vs TRL | settings |", "|---|---|---|---|---|---|"]
+    base = results.get("trl_grpo")
+    for case in GRPO_CASES:
+        r = results.get(case)
+        if r is None:
+            continue
+        if "error" in r:
+            lines.append(f"| {LABELS[case]} | failed: {r['error']} | | | | |")
+            continue
+        f = figures(r)
+        vs = (f"{f['samples_per_s'] / figures(base)['samples_per_s']:.2f}x" if case != "trl_grpo" and base
+              and "error" not in base and figures(base)["samples_per_s"] else "-")
+        peak = f"{f['peak_gib']:.1f}" if f["peak_gib"] else "-"
+        lines.append(f"| {LABELS[case]} | {f['samples_per_s'] or 0:.2f} | {f['tokens_per_s'] or 0:,.0f} | {peak} | "
+                     f"{vs} | {r['settings']} |")
+    return lines
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", help="file the markdown table is written to")
@@ -269,6 +332,11 @@ def main() -> None:
     p.add_argument("--label", default="", help="text added to the table's header (e.g. the posttrain commit)")
     p.add_argument("--variant", default="hardware.compile=true",
                    help="overrides of the posttrain_variant case (not run unless named in --cases)")
+    p.add_argument("--grpo-steps", type=int, default=12, help="optimizer steps per GRPO case")
+    p.add_argument("--grpo-warmup", type=int, default=3, help="GRPO steps left out of the steady samples/s")
+    p.add_argument("--completion", type=int, default=256, help="GRPO completion length in tokens")
+    p.add_argument("--grpo-variant", default="+method.args.use_transformers_paged=true",
+                   help="overrides of the posttrain_grpo_variant case (not run unless named in --cases)")
     p.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
     a = p.parse_args()
     if a.case:
@@ -285,6 +353,7 @@ def main() -> None:
     vocab = 1000 if a.smoke else VOCAB
     if a.smoke:
         a.steps, a.warmup, a.rows, a.dpo_rows = min(a.steps, 4), 1, 64, 64
+        a.grpo_steps, a.grpo_warmup, a.completion = 3, 1, 16
     build_tokenizer(work / "tokenizer", vocab)
     build_data(work, a.rows, a.dpo_rows, vocab, 32, 32 if not a.smoke else 8, 992 if not a.smoke else 100)
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
@@ -301,7 +370,9 @@ def main() -> None:
     for case in a.cases.split(","):
         started = time.perf_counter()
         cmd = [sys.executable, str(Path(__file__).resolve()), "--case", case, "--work", str(work),
-               "--steps", str(a.steps), "--warmup", str(a.warmup), "--variant", a.variant] + (["--smoke"] if a.smoke else [])
+               "--steps", str(a.steps), "--warmup", str(a.warmup), "--variant", a.variant,
+               "--grpo-steps", str(a.grpo_steps), "--grpo-warmup", str(a.grpo_warmup), "--completion", str(a.completion),
+               "--grpo-variant", a.grpo_variant] + (["--smoke"] if a.smoke else [])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(a.src).resolve()), os.environ.get("PYTHONPATH", "")]),
                "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled"}
         try:
@@ -313,7 +384,7 @@ def main() -> None:
         if done.returncode == 0 and out.exists():
             results[case] = json.loads(out.read_text())
             f = figures(results[case])
-            print(f"{case}: {f['tokens_per_s']:,.0f} tokens/s, peak {f['peak_gib'] or 0:.1f} GiB, "
+            print(f"{case}: {f['tokens_per_s'] or 0:,.0f} tokens/s, {f['samples_per_s'] or 0:.2f} samples/s, peak {f['peak_gib'] or 0:.1f} GiB, "
                   f"{time.perf_counter() - started:.0f} s", flush=True)
         else:
             last = (done.stderr or done.stdout).strip().splitlines()
@@ -333,6 +404,10 @@ def report(a, header: str, results: dict) -> str:
     lines += table(results, SFT_CASES, "trl_defaults", "trl_tuned", "defaults")
     lines += ["", "DPO (same prompts, two completions each)", ""]
     lines += table(results, DPO_CASES, "trl_dpo", None, "TRL precomputed")
+    lines += ["", f"GRPO (same prompts, 8 completions of {a.completion} tokens a step)", ""]
+    lines += grpo_table(results)
+    lines += ["", "Training loss every 5 steps (learning rate):", ""]
+    lines += [f"- {case}: {r['losses']} ({r.get('learning_rate')})" for case, r in results.items() if r.get("losses")]
     command = "python benchmarks/gpu_throughput.py " + " ".join(sys.argv[1:])
     return "\n".join(lines + ["", f"command: `{command}`"]) + "\n"
 
