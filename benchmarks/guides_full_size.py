@@ -114,11 +114,13 @@ def run_case(name: str, a, work: Path) -> dict:
         return record
     results = json.loads((run / "results.json").read_text())
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    # the first step (compilation, allocator warm-up) is left out of the steady figures, as results.json cannot
     steady = [m["tokens_per_second"] for m in metrics if "tokens_per_second" in m][1:] or [results.get("tokens_per_second")]
+    steady_mfu = [m["mfu_percent"] for m in metrics if m.get("mfu_percent")][1:] or [results.get("mfu_percent")]
     hardware = json.loads((run / "hardware.json").read_text()) if (run / "hardware.json").exists() else {}
     record.update({
         "tokens_per_second": round(sum(steady) / len(steady)) if steady and steady[0] else None,
-        "mfu_percent": results.get("mfu_percent"),
+        "mfu_percent": round(sum(steady_mfu) / len(steady_mfu), 1) if steady_mfu and steady_mfu[0] else None,
         "peak_gib": results.get("peak_memory_gib"),
         "planned_gib": results.get("planned_peak_memory_gib"),
         "micro_batch": f"{hardware.get('micro_batch')}x{hardware.get('accumulation')}",

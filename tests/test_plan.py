@@ -1,7 +1,7 @@
 """plan=true: the plan of a run from its config alone (meta device, no weights), and the stop before loading a
-model that cannot fit the GPU. The estimate's accuracy against measured peaks is a GPU benchmark's job
-(benchmarks/gpu_throughput.py); here: the parameter counts are exact, the memory terms add up as documented,
-and every model config plans on a CPU."""
+model that cannot fit the GPU. Measuring peaks is a GPU benchmark's job (benchmarks/guides_full_size.py);
+here: the parameter counts are exact, the memory terms add up as documented, the estimate stays within 25%
+of the peaks that benchmark measured on an H200, and every model config plans on a CPU."""
 
 from __future__ import annotations
 
@@ -94,3 +94,48 @@ def test_a_command_without_plan_composes_nothing_for_the_plan():
     assert print_plan(["learning_rate=1e-3,2e-3", "method=sft"], "train", multirun=True) is False
     with pytest.raises(PosttrainError, match="plan=true plans one run"):
         print_plan(["plan=true", "learning_rate=1e-3,2e-3"], "train", multirun=True)
+
+
+# Peak allocated GPU memory measured by benchmarks/guides_full_size.py on one H200 (2026-12-03; torch 2.11,
+# transformers 5.24, trl 1.16, liger-kernel 0.8.5; random-init models at their published architecture, a
+# word-level tokenizer of 151,936 entries, rows filling model.max_length): overrides, micro-batch, GiB.
+MEASURED_PEAKS = {
+    "sft qwen2.5-0.5b": (["method=sft", "model=qwen2.5-0.5b"], 32, 35.99),
+    "dpo qwen2.5-0.5b": (["method=dpo", "model=qwen2.5-0.5b"], 16, 36.92),
+    "diversity_dpo qwen3-4b lora": (["experiment=diversity_dpo", "model=qwen3-4b", "dataset=local",
+                                     "dataset.path=pairs.jsonl"], 4, 11.59),
+}
+
+
+@pytest.fixture(scope="module")
+def qwen_vocabulary(tmp_path_factory) -> Path:
+    """A word-level tokenizer of Qwen's 151,936 entries, as the benchmark used (the vocabulary sizes the head)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from guides_full_size import build_tokenizer
+
+    folder = tmp_path_factory.mktemp("tokenizer")
+    build_tokenizer(folder, 151_936)
+    return folder
+
+
+@pytest.mark.parametrize("case", sorted(MEASURED_PEAKS))
+def test_the_estimate_lands_within_25_percent_of_the_measured_peak(case, qwen_vocabulary):
+    from posttrain.compose import command_overrides
+
+    overrides, micro_batch, measured_gib = MEASURED_PEAKS[case]
+    with initialize_config_module(config_module="posttrain.conf", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=command_overrides([
+            *overrides, "model.init=random", f"model.tokenizer={qwen_vocabulary}", "hardware=gpu",
+            "hardware.liger=true", f"hardware.micro_batch={micro_batch}"]))
+    plan, _ = make_plan(cfg, with_data=False)
+    assert abs(plan.memory.total / GIB / measured_gib - 1) < 0.25, (plan.memory, measured_gib)
+
+
+def test_trls_fused_head_keeps_a_tile_of_logits_and_a_classifier_none():
+    shape = {"h": 2560, "q": 4096, "kv": 1024, "i": 9728, "L": 36, "V": 151936}
+    args = (shape, 4_000_000_000, 66_000_000, True, 0.0, 8192, "bf16", True, True, False, [])
+    fused, liger, none = (estimate_memory(*args, lm_head=head) for head in ("trl_fused", "liger", "none"))
+    assert fused.logits == 4096 * 32768 * 2 + 4 * 8192 * 2560  # LoRA: the head's weight has no gradient
+    assert liger.logits == 4096 * 151936 * 10 and none.logits == 0

@@ -171,19 +171,6 @@ def model_parameters(model_cfg: DictConfig | None) -> int | None:
     return layers * (4 * hidden * hidden + 3 * hidden * inner) + vocab * hidden
 
 
-def activation_bytes_per_token(model_cfg: DictConfig | None, liger: bool) -> int | None:
-    """Activation memory one token keeps for the backward pass without activation checkpointing, in bf16:
-    per layer about 16 hidden-sized and 4 MLP-sized tensors; without Liger add the MLP's unfused
-    intermediates. The LM head's logits are chunked by TRL's fused head, so the vocabulary adds little."""
-    arch = (model_cfg.get("architecture") if model_cfg is not None else None) or {}
-    if not arch.get("hidden_size") or not arch.get("num_hidden_layers"):
-        return None
-    hidden, layers = int(arch.hidden_size), int(arch.num_hidden_layers)
-    inner = int(arch.get("intermediate_size") or 4 * hidden)
-    per_layer = 16 * hidden + (4 if liger else 6) * inner
-    return 2 * layers * per_layer
-
-
 def _largest_divisor_at_most(total: int, limit: int) -> int:
     limit = max(1, min(total, limit))
     return next(d for d in range(limit, 0, -1) if total % d == 0)
@@ -196,9 +183,10 @@ def resolve_hardware(
     batch_size: int | None = None,
     accumulation: int | None = None,
     lora: bool = False,
+    checkpointing: bool = False,
 ) -> Hardware:
     """Resolve conf/hardware/ for one run: `cfg` is the hardware group; method, model group, batch size,
-    accumulation steps and LoRA are what the throughput choices depend on."""
+    accumulation steps, LoRA and activation checkpointing are what the throughput choices depend on."""
     device = cfg.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -267,7 +255,7 @@ def resolve_hardware(
                 micro_tokens = int(budget)
                 reasons["micro_batch"] = f"hardware.micro_batch_tokens={micro_tokens}"
             else:
-                micro_tokens, reasons["micro_batch"] = _token_budget(model_cfg, liger, lora, precision)
+                micro_tokens, reasons["micro_batch"] = _token_budget(model_cfg, liger, lora, precision, checkpointing)
             limit = max(1, micro_tokens // row_tokens)
         micro_batch = _largest_divisor_at_most(effective, limit)
         accum = effective // micro_batch
@@ -279,17 +267,21 @@ def resolve_hardware(
     )
 
 
-def _token_budget(model_cfg: DictConfig | None, liger: bool, lora: bool, precision: str) -> tuple[int, str]:
-    """Tokens per micro-batch that fit ACTIVATION_SHARE of the GPU's free memory beside the training state,
-    rounded down to a power of two."""
+def _token_budget(model_cfg: DictConfig | None, liger: bool, lora: bool, precision: str,
+                  checkpointing: bool) -> tuple[int, str]:
+    """Tokens per micro-batch whose activations (the plan's memory model, posttrain.plan) fit ACTIVATION_SHARE
+    of the GPU's free memory beside the training state, rounded down to a power of two."""
+    from posttrain.plan import model_shape, activation_bytes_per_token
+
     free = gpu_free_bytes()
     params = model_parameters(model_cfg)
-    per_token = activation_bytes_per_token(model_cfg, liger)
-    if free is None or params is None or per_token is None:
+    arch = (model_cfg.get("architecture") if model_cfg is not None else None) or {}
+    if free is None or params is None or not arch.get("hidden_size") or not arch.get("num_hidden_layers"):
         return FALLBACK_TOKENS, "model size or free GPU memory unknown"
+    per_token = activation_bytes_per_token(model_shape(arch), precision, liger, checkpointing)
     scale = 2 if precision == "fp32" else 1
     state = params * STATE_BYTES["lora" if lora else "full"] * scale
     room = free * ACTIVATION_SHARE - state
-    tokens = int(room // (per_token * scale)) if room > 0 else 0
+    tokens = int(room // per_token) if room > 0 else 0
     tokens = min(MAX_AUTO_TOKENS, max(1024, 1 << max(tokens, 1).bit_length() - 1))
     return tokens, f"{tokens} tokens from {free / 2**30:.0f} GiB free and {params / 1e9:.2f}B parameters"

@@ -11,11 +11,15 @@ h = hidden size, q = heads x head_dim, kv = key/value heads x head_dim, i = MLP 
 - full fine-tuning: gradients b x N and AdamW's two states 2 x b x N
 - LoRA: adapters in fp32 with their gradients and AdamW states, 16 bytes per adapter parameter
 - activations kept for the backward pass, per token and layer (SDPA/flash/flex attention keep no score
-  matrix): b x (4h + 3q + 2kv + 4i), plus 8h for the fp32 copies of the unfused RMSNorm (Liger fuses it
-  and halves the MLP's 4i); LoRA's dropout keeps a copy of each adapted layer's input. With activation
-  checkpointing only each layer's input (b x h) is kept, plus one layer's activations while it is recomputed.
-- logits: without Liger's fused linear cross-entropy, T x V x 10 bytes (bf16 logits, their fp32 copy and the
-  fp32 gradient); with it, a chunk of them
+  matrix): b x (4h + 3q + 2kv + 4i), plus 8h for the fp32 copies of the unfused RMSNorm (Liger fuses it,
+  and its SwiGLU keeps gate and up but not their product's two intermediates: 3i); LoRA's dropout keeps a
+  copy of each adapted layer's input. With activation checkpointing only each layer's input (b x h) is
+  kept, plus one layer's activations while it is recomputed.
+- logits, by how the trainer scores tokens (the registry row's lm_head): TRL's fused LM head (SFT, DPO, KTO,
+  GRPO, RLOO in TRL 1.16) projects 4,096 tokens x 32,768 vocabulary entries at a time (b each) and keeps
+  fp32 gradients of the hidden states (4 x T x h) and, when the head trains, of its weight (4 x V x h);
+  Liger's fused linear cross-entropy a 4,096-token chunk of T x V x 10 bytes; otherwise all of them
+  (bf16 logits, their fp32 copy and the fp32 gradient); a classification head none
 - reference model (DPO/KTO full fine-tuning scored on the fly): b x N again
 A normal run on a GPU whose plan exceeds the GPU's memory stops before loading the model (check_fits).
 """
@@ -41,6 +45,8 @@ QLORA_BYTES_PER_WEIGHT = 0.5625
 LOGIT_BYTES = 10
 # Liger's fused linear cross-entropy materialises the logits of this many tokens at a time
 LIGER_LOGIT_CHUNK_TOKENS = 4096
+# TRL's fused LM head (trl.kernels.chunked_logprob): tokens x vocabulary entries of one projection tile
+TRL_HEAD_TILE = (4096, 32768)
 # allocator rounding, kernels' workspaces and the optimizer step's temporaries, as a share of the rest
 OVERHEAD = 0.10
 # model FLOPs utilisation the hours are estimated at (benchmarks/gpu_throughput.py measures it)
@@ -176,7 +182,8 @@ def active_parameters(model) -> int:
 
 # --- the estimate --------------------------------------------------------------------------------------
 
-def _shape(config) -> dict[str, int]:
+def model_shape(config) -> dict[str, int]:
+    """The sizes the memory model reads, from a transformers config or a model group's architecture."""
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     h = int(text.hidden_size)
     heads = int(text.num_attention_heads)
@@ -185,14 +192,25 @@ def _shape(config) -> dict[str, int]:
     inner = int(getattr(text, "moe_intermediate_size", None) or 0) * int(getattr(text, "num_experts_per_tok", 0) or 0)
     inner = inner or int(getattr(text, "intermediate_size", None) or 4 * h)
     return {"h": h, "q": heads * head_dim, "kv": kv_heads * head_dim, "i": inner, "L": int(text.num_hidden_layers),
-            "V": int(text.vocab_size), "heads": heads, "head_dim": head_dim}
+            "V": int(getattr(text, "vocab_size", None) or 0), "heads": heads, "head_dim": head_dim}
+
+
+def activation_bytes_per_token(shape: dict[str, int], precision: str, liger: bool, checkpointing: bool,
+                               adapted: list[tuple[int, int]] = ()) -> float:
+    """Bytes one token keeps for the backward pass over all layers (the activations term above)."""
+    b = 4 if precision == "fp32" else 2
+    h, q, kv, i, L = (shape[k] for k in ("h", "q", "kv", "i", "L"))
+    per_layer = b * (4 * h + 3 * q + 2 * kv + (3 if liger else 4) * i) + (0 if liger else 8 * h)
+    per_layer += b * sum(i_ for i_, _ in adapted) / L  # LoRA dropout's copy of each adapted layer's input
+    return L * b * h + per_layer if checkpointing else L * per_layer
 
 
 def estimate_memory(shape: dict[str, int], parameters: int, trainable: int, lora: bool, qlora_share: float,
                     tokens: int, precision: str, liger: bool, checkpointing: bool, reference: bool,
-                    adapted: list[tuple[int, int]]) -> Memory:
+                    adapted: list[tuple[int, int]], lm_head: str | None = None) -> Memory:
+    """lm_head: trl_fused, liger, plain or none (a classification head); None = liger or plain by `liger`."""
     b = 4 if precision == "fp32" else 2
-    h, q, kv, i, L, V = (shape[k] for k in ("h", "q", "kv", "i", "L", "V"))
+    h, V = shape["h"], shape["V"]
     memory = Memory()
     if qlora_share:
         memory.weights = parameters * (qlora_share * QLORA_BYTES_PER_WEIGHT + (1 - qlora_share) * b)
@@ -203,17 +221,25 @@ def estimate_memory(shape: dict[str, int], parameters: int, trainable: int, lora
     else:
         memory.gradients = parameters * b
         memory.optimizer = 2 * parameters * b
-    per_layer = b * (4 * h + 3 * q + 2 * kv + (2 if liger else 4) * i) + (0 if liger else 8 * h)
-    if lora:
-        per_layer += b * sum(i_ for i_, _ in adapted) / L  # dropout's copy of each adapted layer's input
-    if checkpointing:
-        memory.activations = tokens * (L * b * h + per_layer)
-    else:
-        memory.activations = tokens * L * per_layer
-    memory.logits = min(tokens, LIGER_LOGIT_CHUNK_TOKENS if liger else tokens) * V * LOGIT_BYTES
+    memory.activations = tokens * activation_bytes_per_token(shape, precision, liger, checkpointing,
+                                                             adapted if lora else ())
+    lm_head = lm_head or ("liger" if liger else "plain")
+    if lm_head == "trl_fused":
+        tile = min(tokens, TRL_HEAD_TILE[0]) * min(V, TRL_HEAD_TILE[1]) * b
+        memory.logits = tile + 4 * tokens * h + (0 if lora else 4 * V * h)
+    elif lm_head == "liger":
+        memory.logits = min(tokens, LIGER_LOGIT_CHUNK_TOKENS) * V * LOGIT_BYTES
+    elif lm_head == "plain":
+        memory.logits = tokens * V * LOGIT_BYTES
     if reference:
         memory.reference = parameters * b
     return memory
+
+
+def _lm_head(method, liger: bool) -> str:
+    if method.head != "causal_lm":
+        return "none"
+    return "trl_fused" if method.fused_lm_head else "liger" if liger else "plain"
 
 
 def make_plan(cfg: DictConfig, hardware=None, with_data: bool = True) -> tuple[Plan, float]:
@@ -227,7 +253,7 @@ def make_plan(cfg: DictConfig, hardware=None, with_data: bool = True) -> tuple[P
     method = get_method(cfg.method.name)
     lora = adapters.uses_lora(cfg.peft, int(cfg.lora_rank))
     model = meta_model(cfg.model, method.head)
-    shape = _shape(model.config)
+    shape = model_shape(model.config)
     parameters = sum(p.numel() for p in model.parameters())
     active = active_parameters(model)
     adapter, adapted = adapter_parameters(model, int(cfg.lora_rank), _targets(cfg)) if lora else (0, [])
@@ -237,14 +263,16 @@ def make_plan(cfg: DictConfig, hardware=None, with_data: bool = True) -> tuple[P
         qlora_share = quantized / parameters
     if hardware is None:
         hardware = resolve_hardware(cfg.hardware, method.name, cfg.model, int(cfg.batch_size),
-                                    int(cfg.training.gradient_accumulation_steps), lora)
+                                    int(cfg.training.gradient_accumulation_steps), lora,
+                                    checkpointing=bool(cfg.training.gradient_checkpointing))
     micro_batch = hardware.micro_batch or int(cfg.batch_size)
     accumulation = hardware.accumulation or int(cfg.training.gradient_accumulation_steps)
     sequences = sequences_per_row(method.name)
     tokens = micro_batch * int(cfg.model.max_length) * sequences
     reference = method.reference and not lora and not (hardware.precompute_reference and precomputes_reference(method.name))
     memory = estimate_memory(shape, parameters, adapter, lora, qlora_share, tokens, hardware.precision,
-                             hardware.liger, bool(cfg.training.gradient_checkpointing), reference, adapted)
+                             hardware.liger, bool(cfg.training.gradient_checkpointing), reference, adapted,
+                             lm_head=_lm_head(method, hardware.liger))
     gpu = _gpu()
     plan = Plan(
         model=cfg.model.name, method=method.name, parameters=parameters, trainable=adapter or parameters,

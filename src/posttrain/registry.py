@@ -60,6 +60,9 @@ class Method:
     rewards: bool = False
     # the trainer takes teacher_model, loaded from method.teacher (same tokenizer as the student)
     teacher: bool = False
+    # TRL scores its tokens through TRL's fused LM head (trl.trainer.utils.add_fused_lm_head): the logits are
+    # never materialised whole (the plan's memory model reads this)
+    fused_lm_head: bool = False
     # posttrain's padding-free subclass of the trainer ("module:Class"), used when hardware.packing is on
     padding_free_trainer: str | None = None
 
@@ -93,13 +96,13 @@ METHODS: dict[str, Method] = {
     for m in (
         Method("sft", "trl:SFTTrainer", "trl:SFTConfig", "completion", ("mean_token_accuracy",),
                "supervised fine-tuning on completions",
-               family="supervised"),
+               fused_lm_head=True, family="supervised"),
         Method("pretrain", "trl:SFTTrainer", "trl:SFTConfig", "text", ("mean_token_accuracy",),
                "causal-LM training on raw text; from a checkpoint, mid-training",
-               family="supervised"),
+               fused_lm_head=True, family="supervised"),
         Method("dpo", "trl:DPOTrainer", "trl:DPOConfig", "preference", _PAIR_METRICS,
                "direct preference optimization and its loss variants",
-               family="preference", uses_beta=True, reference=True,
+               fused_lm_head=True, family="preference", uses_beta=True, reference=True,
                padding_free_trainer="posttrain.methods.padding_free:PaddingFreeDPOTrainer"),
         Method("simpo", "trl.experimental.cpo:CPOTrainer", "trl.experimental.cpo:CPOConfig", "preference",
                (*_PAIR_METRICS, "nll_loss"), "SimPO, reference-free length-normalised preference loss",
@@ -114,16 +117,18 @@ METHODS: dict[str, Method] = {
         Method("kto", "trl:KTOTrainer", "trl:KTOConfig", "unpaired",
                ("rewards/chosen", "rewards/rejected", "rewards/margins", "kl"),
                "Kahneman-Tversky optimization from unpaired good/bad completions",
-               family="preference", uses_beta=True, reference=True),
+               fused_lm_head=True, family="preference", uses_beta=True, reference=True),
         Method("reward", "trl:RewardTrainer", "trl:RewardConfig", "preference", ("accuracy", "margin", "mean_reward"),
                "reward model from preference pairs",
                family="supervised", head="sequence_classification"),
         Method("grpo", "trl:GRPOTrainer", "trl:GRPOConfig", "prompt", _ONLINE_METRICS,
                "group relative policy optimization, online RL with rewards",
-               family="online_rl", samples_while_training=True, rewards=True, builds_reference=True),
+               fused_lm_head=True, family="online_rl", samples_while_training=True, rewards=True,
+               builds_reference=True),
         Method("rloo", "trl:RLOOTrainer", "trl:RLOOConfig", "prompt", _ONLINE_METRICS,
                "REINFORCE leave-one-out, online RL with rewards",
-               family="online_rl", samples_while_training=True, rewards=True, builds_reference=True),
+               fused_lm_head=True, family="online_rl", samples_while_training=True, rewards=True,
+               builds_reference=True),
         Method("online_dpo", "trl.experimental.online_dpo:OnlineDPOTrainer",
                "trl.experimental.online_dpo:OnlineDPOConfig", "prompt",
                (*_PAIR_METRICS, "objective/scores", "objective/scores_margin", "objective/kl"),

@@ -159,6 +159,7 @@ def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
         batch_size=int(cfg.batch_size),
         accumulation=int(cfg.training.gradient_accumulation_steps),
         lora=adapters.active,
+        checkpointing=bool(cfg.training.gradient_checkpointing),
     )
     log.info(hardware.summary())
     plan = make_plan(cfg, hardware, with_data=False)[0] if hardware.device == "cuda" else None
