@@ -131,7 +131,9 @@ def model_config(model_cfg: DictConfig, head: str):
     if architecture and (uses_random_init(model_cfg) or not path or not _has_config(path)):
         model_type = architecture.pop("model_type")
         if model_cfg.tokenizer in (None, "byte") and (uses_random_init(model_cfg) or "vocab_size" not in architecture):
-            architecture["vocab_size"] = len(byte_level_tokenizer(model_cfg.max_length))  # as models/loading.py sizes it
+            tokenizer = byte_level_tokenizer(model_cfg.max_length)  # as models/loading.py sizes it
+            architecture.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
         return AutoConfig.for_model(model_type, **architecture, **HEAD_KWARGS[head])
     if path and _has_config(path):
         return AutoConfig.from_pretrained(path, trust_remote_code=bool(model_cfg.trust_remote_code), **HEAD_KWARGS[head])
