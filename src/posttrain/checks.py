@@ -213,9 +213,11 @@ def check_method_args(method_cfg: DictConfig, method) -> None:
                                  f"set method.args.{key} to a value of type {wanted}")
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Every check that needs neither a model nor the data rows."""
+def check_config(cfg: DictConfig):
+    """Every check that needs neither a model nor the data rows; returns the method's registry row, the one
+    lookup a run makes."""
     check_mandatory(cfg)
+    method = get_method(cfg.method.name)
     check_method(cfg)
     check_knobs(cfg)
     check_hardware(cfg)  # a missing GPU first: no model choice fixes it
@@ -224,4 +226,5 @@ def check_config(cfg: DictConfig) -> None:
     from posttrain.data.loading import check_dataset_config
 
     validate(cfg, ("dataset",))
-    check_dataset_config(cfg.dataset, get_method(cfg.method.name))
+    check_dataset_config(cfg.dataset, method)
+    return method

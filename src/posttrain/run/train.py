@@ -35,7 +35,6 @@ from posttrain.models.loading import (
 )
 from posttrain.plan import GIB, check_fits, make_plan
 from posttrain.redact import redact
-from posttrain.registry import get_method
 from posttrain.run.callbacks import CheckpointJournal, MetricsLog, NonFiniteGuard, StopOnSignal
 from posttrain.rundir import COMPLETED, RunDir, fsync_tree, write_atomic
 from posttrain.speed import GpuSpeed
@@ -144,10 +143,8 @@ def train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
 
 
 def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
-    check_config(cfg)
+    method = check_config(cfg)  # the registry row, resolved once here; each module below gets only its part
     quiet_libraries()
-    # Resolved once here; each module below gets only its part.
-    method = get_method(cfg.method.name)
     check_method_args(cfg.method, method)  # TRL's config fields and types, before any data or model loads
     adapters = resolve_adapters(cfg.peft, int(cfg.lora_rank), method.head)
     evaluator = resolve_evaluator(method, cfg.dataset, int(cfg.training.eval_steps), int(cfg.seed))
