@@ -60,6 +60,13 @@ def test_run_directory_describes_the_run(default_run):
     assert checkpoints[-1]["name"] == "final"
     assert {"name", "step", "epoch", "path"} <= set(checkpoints[-1])
 
+    # disk hygiene: a completed run keeps final/ and drops its resumable checkpoints (training.keep_checkpoints)
+    size = sum(p.stat().st_size for p in default_run.rglob("*") if p.is_file() and not p.is_symlink())
+    assert size < 50 * 2**20, size
+    for stage in ("1-sft", "2-dpo"):
+        assert not (default_run / stage / "checkpoints").exists()
+        assert 0 < read_results(default_run / stage)["disk_mib"] < 50
+
     model = AutoModelForCausalLM.from_pretrained(default_run / "final")
     tokenizer = AutoTokenizer.from_pretrained(default_run / "final")
     assert model.config.vocab_size >= len(tokenizer)

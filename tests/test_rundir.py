@@ -87,3 +87,17 @@ def test_hydra_copies_lose_their_credentials(tmp_path):
         assert "hf_abcdefgh" not in path.read_text(), path
     assert OmegaConf.load(hydra / "config.yaml").model == {"hub_token": "***", "tokenizer": "gpt2"}
     assert OmegaConf.load(hydra / "overrides.yaml")[1] == "+model.hub_token=***"
+
+
+def test_a_completed_runs_checkpoints_are_removed_and_its_size_counted(tmp_path):
+    run = RunDir(tmp_path / "run")
+    (run.checkpoints / "checkpoint-2").mkdir(parents=True)
+    (run.checkpoints / "checkpoint-2" / "optimizer.pt").write_bytes(b"x" * 3000)
+    run.log_checkpoint("checkpoint-2", 2, 0.5, run.checkpoints / "checkpoint-2")
+    run.final.mkdir()
+    (run.final / "model.safetensors").write_bytes(b"w" * 1000)
+    assert run.disk_bytes() > run.disk_bytes(without_checkpoints=True) >= 1000
+    kept = run.disk_bytes(without_checkpoints=True)
+    assert run.remove_checkpoints() == 3000
+    assert not run.checkpoints.exists() and run.disk_bytes() == kept
+    assert run.resumable_checkpoint() is None  # its journal line stays; the folder is gone, so nothing resumes

@@ -257,6 +257,21 @@ class RunDir:
                 return path
         return None
 
+    def disk_bytes(self, without_checkpoints: bool = False) -> int:
+        """Bytes of the run directory's files (checkpoints/ left out when asked)."""
+        skip = self.checkpoints.resolve()
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file() and not p.is_symlink()
+                   and not (without_checkpoints and skip in p.resolve().parents))
+
+    def remove_checkpoints(self) -> int:
+        """Delete checkpoints/ of a completed run (final/ holds the model); returns the bytes freed. The
+        journal keeps their lines: a checkpoint whose folder is gone is never resumed from."""
+        if not self.checkpoints.is_dir():
+            return 0
+        freed = self.disk_bytes() - self.disk_bytes(without_checkpoints=True)
+        shutil.rmtree(self.checkpoints, ignore_errors=True)
+        return freed
+
     def remove_unfinished_saves(self) -> list[Path]:
         """Delete checkpoint folders without a journal line and a staged final/ (saves that never finished)."""
         journaled = {r["name"] for r in self.checkpoint_records()}

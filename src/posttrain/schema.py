@@ -130,6 +130,7 @@ class Training:
     eval_steps: int = integer("100", gt=0, special=(0, "only at the end"))
     save_steps: int = integer("200", gt=0, special=(0, "only final/"))
     save_total_limit: int = integer("2", ge=1)
+    keep_checkpoints: bool = flag()
     gradient_checkpointing: bool = flag()
     on_nonfinite_loss: str = one_of("stop", "skip")
 

@@ -243,8 +243,15 @@ def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
     if data.skipped:
         results["skipped_bad_rows"] = len(data.skipped)
     results.update(evaluator.evaluate(trainer, tokenizer))
+    keep = bool(cfg.training.keep_checkpoints)
+    results["disk_mib"] = round(run_dir.disk_bytes(without_checkpoints=not keep) / 2**20, 1)  # what stays
     run_dir.write_results(results)
     run_dir.set_status(COMPLETED)
+    if not keep:  # after "completed": a completed run never resumes, so no half-deleted checkpoint is read
+        freed = run_dir.remove_checkpoints()
+        if freed:
+            log.info("removed checkpoints/ (%.0f MiB) now that the run is complete; training.keep_checkpoints=true "
+                     "keeps them", freed / 2**20)
     return results
 
 
