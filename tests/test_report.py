@@ -69,6 +69,10 @@ def test_report_tabulates_and_plots_a_sweep(sweep, tmp_path):
     header = "| job | learning_rate | state | error | optimal_move_rate | legal_move_rate | train_loss | eval/loss |"
     assert header in markdown
     assert markdown.count("| completed |") == 3
+    # the run's own figures are summed, not tabled: the sweep's size on disk (every job's files)
+    on_disk = sum(p.stat().st_size for rate in RATES for p in job_for(sweep, rate).rglob("*")
+                  if p.is_file() and not p.is_symlink())
+    assert f"3 jobs: 3 completed; {on_disk / 2**20:,.0f} MiB on disk" in markdown and "disk_mib" not in markdown
 
     # eval/loss differs between the learning rates, so it is plotted against them; every job's loss curve
     assert_png(sweep / "plots" / "eval-loss_vs_learning_rate.png")

@@ -206,8 +206,12 @@ def numeric_knobs(jobs: list[Job], keys: list[str]) -> list[str]:
     return knobs
 
 
+# results.json figures about the run, not about what it learned: the report sums them instead of tabling them
+RUN_FIGURES = ("disk_mib",)
+
+
 def metric_names(jobs: list[Job], wanted) -> list[str]:
     if wanted:
         return [str(name) for name in wanted]
-    names = {name for job in jobs for name in job.metrics}
+    names = {name for job in jobs for name in job.metrics} - set(RUN_FIGURES)
     return [m for m in PREFERRED_METRICS if m in names] + sorted(names - set(PREFERRED_METRICS))

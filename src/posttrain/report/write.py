@@ -77,7 +77,9 @@ def write_report(cfg: DictConfig) -> Report:
     for job in jobs:
         states[job.state] = states.get(job.state, 0) + 1
     counts = ", ".join(f"{count} {state}" for state, count in states.items())
-    text = f"# Report: {root}\n\n{len(jobs)} job{'s' if len(jobs) != 1 else ''}: {counts}\n\n" + _optuna_line(root)
+    disk = sum(RunDir(job.path).disk_bytes() for job in jobs) / 2**20
+    text = (f"# Report: {root}\n\n{len(jobs)} job{'s' if len(jobs) != 1 else ''}: {counts}; "
+            f"{disk:,.0f} MiB on disk\n\n" + _optuna_line(root))
     text += table + "\n"
     if flat and knobs:
         text += f"Not plotted (the same in every job): {', '.join(flat)}\n\n"
