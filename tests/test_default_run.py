@@ -39,6 +39,15 @@ def test_dpo_stage_raises_the_optimal_move_rate_of_its_sft_start(default_run):
     assert stages["dpo"]["optimal_move_rate"] > stages["sft"]["optimal_move_rate"]
 
 
+def test_the_run_ends_with_a_table_of_its_stages(default_run):
+    log = (default_run / "train.log").read_text()
+    assert f"run complete: {default_run}" in log and f"model: {default_run / 'final'}" in log
+    header = next(line for line in log.splitlines() if "stage  optimal_move_rate" in line)
+    assert "legal_move_rate" in header and "tokens/s" in header
+    dpo = next(line for line in log.splitlines() if "] - dpo  " in line)
+    assert "(+" in dpo or "(-" in dpo  # its change from the SFT stage
+
+
 def test_run_directory_describes_the_run(default_run):
     assert default_run.name.startswith("tictactoe_tiny_sft-dpo_")
     assert (default_run / ".hydra" / "overrides.yaml").exists()

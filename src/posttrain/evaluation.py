@@ -63,8 +63,8 @@ class Evaluator:
             from posttrain.tictactoe.evaluate import evaluate
 
             results.update(evaluate(model, tokenizer, *self.task_settings))
-        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}
-        log.info("evaluation: %s", shown)
+        log.info("evaluation: %s", ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                             for k, v in results.items()))
         return results
 
 

@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig
 
 from posttrain.errors import PosttrainError
+from posttrain.memory import activation_bytes_per_token, model_shape
 
 log = logging.getLogger(__name__)
 
@@ -271,8 +272,6 @@ def _token_budget(model_cfg: DictConfig | None, liger: bool, lora: bool, precisi
                   checkpointing: bool) -> tuple[int, str]:
     """Tokens per micro-batch whose activations (the plan's memory model, posttrain.plan) fit ACTIVATION_SHARE
     of the GPU's free memory beside the training state, rounded down to a power of two."""
-    from posttrain.plan import model_shape, activation_bytes_per_token
-
     free = gpu_free_bytes()
     params = model_parameters(model_cfg)
     arch = (model_cfg.get("architecture") if model_cfg is not None else None) or {}

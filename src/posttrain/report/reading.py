@@ -15,10 +15,10 @@ from hydra.errors import HydraException
 
 from posttrain.errors import PosttrainError
 from posttrain.rundir import RunDir, SweepDir
+from posttrain.summary import HEADLINE_METRICS
 
 # Headline metrics first in the table; the others follow in name order.
-PREFERRED_METRICS = ("optimal_move_rate", "legal_move_rate", "train_loss", "eval/loss", "eval/rewards/accuracies",
-                     "eval/rewards/margins")
+PREFERRED_METRICS = HEADLINE_METRICS
 
 
 @dataclass

@@ -21,8 +21,9 @@ from posttrain.distributed import export_distributed_env, run_dir_for_this_proce
 from posttrain.errors import PosttrainError, fail
 from posttrain.redact import install_log_redaction, redact
 from posttrain.run.pipeline import run_pipeline
-from posttrain.rundir import RunDir, now
 from posttrain.run.train import Interrupted, config_for_run, train_run
+from posttrain.rundir import RunDir, now
+from posttrain.summary import summary_lines
 from posttrain.sweep import failed_job_value
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,8 @@ def run_job(cfg: DictConfig) -> float | None:
             results = run_pipeline(cfg, run_dir, command_line, hydra_cfg.job.config_name, in_sweep)
         else:
             results = train_run(cfg, run_dir)
-        log.info("done: %s", run_dir.path)
+        for line in summary_lines(run_dir):
+            log.info(line)
         return objective(cfg, results)
     except Interrupted as stop:
         run_dir.set_status("interrupted", reason=str(stop))
