@@ -104,3 +104,15 @@ def test_sample_prints_a_move_from_the_finished_run(default_run, tmp_path):
                            tmp_path, module="posttrain.sample")
     assert result.returncode == 0, result.stderr
     assert "Move: " in result.stdout
+
+
+def test_sample_completes_a_prompts_file_into_jsonl(default_run, tmp_path):
+    boards = ["X to play\\nX|2|3\\n4|O|6\\n7|8|9\\n", "X to play\\n1|2|3\\n4|X|6\\n7|8|O\\n"]
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps({"prompt": b.replace("\\n", "\n")}) + "\n" for b in boards))
+    out = tmp_path / "completions.jsonl"
+    result = run_posttrain([f"run={default_run}", "prompts=prompts.jsonl", f"out={out}", "num_samples=2",
+                            "max_new_tokens=80"], tmp_path, module="posttrain.sample")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = read_jsonl(out)
+    assert len(rows) == 4 and [r["sample"] for r in rows] == [0, 1, 0, 1]
+    assert all(r["prompt"].startswith("X to play\n") and "Move: " in r["completion"] for r in rows)

@@ -351,8 +351,20 @@ def compose_tool_config(config_name: str, overrides: list[str]) -> DictConfig:
     return cfg
 
 
+def tool_help(config_name: str) -> str:
+    """--help of a helper command: its config file, whose first comment is the usage and whose every field
+    carries its comment."""
+    from importlib.resources import files
+
+    text = files(CONFIG_MODULE).joinpath(f"{config_name}.yaml").read_text(encoding="utf-8")
+    return f"python -m posttrain.{config_name} key=value ...  (??? = required)\n\n{text}"
+
+
 def run_tool(config_name: str, body: Callable[[DictConfig], None]) -> None:
     """Run a helper command's body on its composed config; a PosttrainError becomes one line and exit 1."""
+    if {"--help", "-h"} & set(sys.argv[1:]):
+        print(tool_help(config_name))
+        return
     try:
         body(compose_tool_config(config_name, sys.argv[1:]))
     except PosttrainError as error:
