@@ -17,8 +17,10 @@ os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def run_posttrain(args: list[str], cwd: Path, module: str = "posttrain", env: dict | None = None, timeout: int = 1500):
-    """`python -m <module> <args>` in `cwd`; returns the CompletedProcess (stdout and stderr as text)."""
+def run_posttrain(args: list[str], cwd: Path, module: str = "posttrain", env: dict | None = None, timeout: int = 1500,
+                  input_text: str | None = None):
+    """`python -m <module> <args>` in `cwd`, `input_text` on its standard input; returns the CompletedProcess
+    (stdout and stderr as text)."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd,
@@ -26,6 +28,7 @@ def run_posttrain(args: list[str], cwd: Path, module: str = "posttrain", env: di
         capture_output=True,
         text=True,
         timeout=timeout,
+        input=input_text,
     )
 
 

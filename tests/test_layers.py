@@ -35,7 +35,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("methods", ["posttrain.methods"]),
     ("run", ["posttrain.run", "posttrain.plan"]),
     ("compose", ["posttrain.compose"]),
-    ("commands", ["posttrain.cli", "posttrain.__main__", "posttrain.report", "posttrain.pairs", "posttrain.sample"]),
+    ("commands", ["posttrain.cli", "posttrain.__main__", "posttrain.report", "posttrain.pairs", "posttrain.sample",
+                  "posttrain.chat"]),
 ]
 
 # (importer, imported) -> why a function-level import may go up

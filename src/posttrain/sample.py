@@ -21,7 +21,8 @@ from posttrain.models.loading import IDENTITY_FILE, load_trained, resolve_path
 from posttrain.rundir import RunDir, write_atomic
 
 
-def _wants_chat(cfg: DictConfig, model_dir: Path) -> bool:
+def wants_chat(cfg: DictConfig, model_dir: Path) -> bool:
+    """cfg.chat, or with auto whether the run trained on chat data (its final/ says)."""
     if cfg.chat != "auto":
         return bool(cfg.chat)
     identity = model_dir / IDENTITY_FILE
@@ -58,26 +59,32 @@ def sample(cfg: DictConfig, prompts: list[str] | None = None) -> list[list[str]]
     set_seed(int(cfg.seed))
     model, tokenizer = load_trained(str(cfg.run))
     model.eval()
-    chat = _wants_chat(cfg, Path(resolve_path(str(cfg.run))))
+    chat = wants_chat(cfg, Path(resolve_path(str(cfg.run))))
     greedy = float(cfg.temperature) == 0
     completions = []
     for prompt in prompts if prompts is not None else [str(cfg.prompt).replace("\\n", "\n")]:
         if chat:
             prompt = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                                    add_generation_prompt=True)
-        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-        with torch.no_grad():
-            output = model.generate(
-                **inputs,
-                do_sample=not greedy,
-                temperature=None if greedy else float(cfg.temperature),
-                top_p=None if greedy else float(cfg.top_p),
-                max_new_tokens=int(cfg.max_new_tokens),
-                num_return_sequences=1 if greedy else int(cfg.num_samples),
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        completions.append(tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+        completions.append(generate(model, tokenizer, prompt, cfg, 1 if greedy else int(cfg.num_samples)))
     return completions
+
+
+def generate(model, tokenizer, text: str, cfg: DictConfig, samples: int = 1) -> list[str]:
+    """`samples` continuations of `text` with cfg's temperature (0 = greedy), top_p and max_new_tokens."""
+    greedy = float(cfg.temperature) == 0
+    inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
+    with torch.no_grad():
+        output = model.generate(
+            **inputs,
+            do_sample=not greedy,
+            temperature=None if greedy else float(cfg.temperature),
+            top_p=None if greedy else float(cfg.top_p),
+            max_new_tokens=int(cfg.max_new_tokens),
+            num_return_sequences=1 if greedy else samples,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    return tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
 def main() -> None:
