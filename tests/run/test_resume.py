@@ -25,6 +25,7 @@ RUN = [
     "method=sft", f"max_steps={MAX_STEPS}", "batch_size=8", "training.logging_steps=1",
     f"training.save_steps={SAVE_STEPS}", "dataset.task=null", "dataset.eval_fraction=0.02",
     "dataset.thoughts=false", "logger=none",
+    "training.keep_checkpoints=true",  # the tests look into checkpoints/ after the run completes
 ]
 # CPU float32 with the same weights, optimizer state, RNG state and batches: only summation order may differ
 LOSS_TOLERANCE = 1e-4
