@@ -275,43 +275,36 @@ def figures(r: dict) -> dict:
     }
 
 
-def table(results: dict, cases: tuple[str, ...], base: str, tuned: str | None, base_name: str) -> list[str]:
-    lines = ["| what | tokens/s | end to end tokens/s | MFU (6N) | peak GiB | vs TRL | settings |",
-             "|---|---|---|---|---|---|---|"]
+# the columns of a table: (header, figure -> cell); a figure that is None shows "-"
+TOKEN_COLUMNS = (("tokens/s", lambda f: f"{f['tokens_per_s']:,.0f}"), ("end to end tokens/s", lambda f: f"{f['end_to_end']:,.0f}"),
+                 ("MFU (6N)", lambda f: f"{100 * f['mfu']:.1f}%"), ("peak GiB", lambda f: f"{f['peak_gib']:.1f}"))
+SAMPLE_COLUMNS = (("samples/s", lambda f: f"{f['samples_per_s']:.2f}"), ("tokens/s", lambda f: f"{f['tokens_per_s']:,.0f}"),
+                  ("peak GiB", lambda f: f"{f['peak_gib']:.1f}"))
+
+
+def table(results: dict, cases: tuple[str, ...], base: str, tuned: str | None, base_name: str,
+          columns=TOKEN_COLUMNS, rate: str = "tokens_per_s") -> list[str]:
+    """One row per case that ran: its figures, and its `rate` against the base case (and the tuned one)."""
+    lines = ["| what | " + " | ".join(name for name, _ in columns) + " | vs TRL | settings |",
+             "|---" * (len(columns) + 3) + "|"]
     for case in cases:
         r = results.get(case)
         if r is None:
             continue
         if "error" in r:
-            lines.append(f"| {LABELS[case]} | failed: {(r or {}).get('error', 'not run')} | | | | | |")
+            lines.append(f"| {LABELS[case]} | failed: {r['error']} |" + " |" * (len(columns) + 1))
             continue
         f = figures(r)
-        vs = [f"{f['tokens_per_s'] / figures(results[other])['tokens_per_s']:.2f}x {name}"
+        cells = []
+        for _, cell in columns:
+            try:
+                cells.append(cell(f))
+            except TypeError:  # a figure the case did not record
+                cells.append("-")
+        vs = [f"{f[rate] / figures(results[other])[rate]:.2f}x {name}"
               for other, name in ((base, base_name), (tuned, "tuned")) if other and other != case
-              and other in results and "error" not in results[other]]
-        mfu = f"{100 * f['mfu']:.1f}%" if f["mfu"] else "-"
-        peak = f"{f['peak_gib']:.1f}" if f["peak_gib"] else "-"
-        lines.append(f"| {LABELS[case]} | {f['tokens_per_s']:,.0f} | {f['end_to_end']:,.0f} | {mfu} | {peak} | "
-                     f"{', '.join(vs) or '-'} | {r['settings']} |")
-    return lines
-
-
-def grpo_table(results: dict) -> list[str]:
-    lines = ["| what | samples/s | tokens/s | peak GiB | vs TRL | settings |", "|---|---|---|---|---|---|"]
-    base = results.get("trl_grpo")
-    for case in GRPO_CASES:
-        r = results.get(case)
-        if r is None:
-            continue
-        if "error" in r:
-            lines.append(f"| {LABELS[case]} | failed: {r['error']} | | | | |")
-            continue
-        f = figures(r)
-        vs = (f"{f['samples_per_s'] / figures(base)['samples_per_s']:.2f}x" if case != "trl_grpo" and base
-              and "error" not in base and figures(base)["samples_per_s"] else "-")
-        peak = f"{f['peak_gib']:.1f}" if f["peak_gib"] else "-"
-        lines.append(f"| {LABELS[case]} | {f['samples_per_s'] or 0:.2f} | {f['tokens_per_s'] or 0:,.0f} | {peak} | "
-                     f"{vs} | {r['settings']} |")
+              and other in results and "error" not in results[other] and f[rate] and figures(results[other])[rate]]
+        lines.append(f"| {LABELS[case]} | " + " | ".join(cells) + f" | {', '.join(vs) or '-'} | {r['settings']} |")
     return lines
 
 
@@ -405,7 +398,7 @@ def report(a, header: str, results: dict) -> str:
     lines += ["", "DPO (same prompts, two completions each)", ""]
     lines += table(results, DPO_CASES, "trl_dpo", None, "TRL precomputed")
     lines += ["", f"GRPO (same prompts, 8 completions of {a.completion} tokens a step)", ""]
-    lines += grpo_table(results)
+    lines += table(results, GRPO_CASES, "trl_grpo", None, "TRL", SAMPLE_COLUMNS, "samples_per_s")
     lines += ["", "Training loss every 5 steps (learning rate):", ""]
     lines += [f"- {case}: {r['losses']} ({r.get('learning_rate')})" for case, r in results.items() if r.get("losses")]
     command = "python benchmarks/gpu_throughput.py " + " ".join(sys.argv[1:])

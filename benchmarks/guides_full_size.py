@@ -28,6 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
+GRPO_REWARD = "method.rewards=[{name: format, pattern: 'w1'}]"
 # name -> (overrides, row kind, vocabulary of the model's tokenizer)
 CASES = {
     "tictactoe_sft_qwen2.5-0.5b": (["method=sft", "model=qwen2.5-0.5b"], "sft", 151_936),
@@ -40,6 +41,14 @@ CASES = {
                                 "training.gradient_accumulation_steps=2"], "dpo", 151_936),
     "diversity_dpo_qwen3-30b-a3b": (["experiment=diversity_dpo", "model=qwen3-30b-a3b",
                                      "training.gradient_accumulation_steps=1", "batch_size=4"], "dpo", 151_936),
+    "nli_qlora_mistral-7b": (["experiment=nli_qlora", "training.gradient_accumulation_steps=1"], "sft", 32_000),
+    "minimind_sft_qwen2.5-0.5b": (["experiment=minimind_posttrain", "method=sft", "model=qwen2.5-0.5b"], "sft", 151_936),
+    "minimind_dpo_qwen2.5-0.5b": (["experiment=minimind_posttrain", "method=dpo", "model=qwen2.5-0.5b"], "dpo", 151_936),
+    # GRPO on the synthetic rows: a format reward of the same cost as the game's (the rows are not boards)
+    "minimind_grpo_qwen2.5-0.5b": (["experiment=minimind_posttrain", "method=grpo", "model=qwen2.5-0.5b",
+                                    GRPO_REWARD], "grpo", 151_936),
+    "tictactoe_grpo_qwen2.5-0.5b": (["experiment=tictactoe_grpo", "method=grpo", "model=qwen2.5-0.5b",
+                                     GRPO_REWARD], "grpo", 151_936),
 }
 
 
@@ -59,14 +68,14 @@ def build_rows(path: Path, kind: str, rows: int, max_length: int, vocab: int) ->
     """Rows whose prompt (a quarter) and completion fill max_length tokens, one word a token."""
     rng = random.Random(0)
     text = lambda n: " ".join(f"w{rng.randrange(vocab - 3)}" for _ in range(n))  # noqa: E731
-    prompt_len = max_length // 4
+    prompt_len = 64 if kind == "grpo" else max_length // 4  # GRPO: a short question, the completion is sampled
     completion_len = max_length - prompt_len - 4
     with open(path, "w") as out:
         for _ in range(rows):
             row = {"prompt": text(prompt_len)}
             if kind == "sft":
                 row["completion"] = " " + text(completion_len)
-            else:
+            elif kind == "dpo":
                 row["chosen"], row["rejected"] = " " + text(completion_len), " " + text(completion_len)
             out.write(json.dumps(row) + "\n")
 
@@ -78,8 +87,9 @@ def max_length_of(overrides: list[str]) -> int:
     import posttrain.compose  # noqa: F401  (resolvers)
     from posttrain.compose import command_overrides
 
+    overrides = command_overrides(overrides)  # composes a preset's stages itself: outside the block below
     with initialize_config_module(config_module="posttrain.conf", version_base="1.3"):
-        cfg = compose(config_name="train", overrides=command_overrides(overrides))
+        cfg = compose(config_name="train", overrides=overrides)
     return int(cfg.model.max_length), int(cfg.batch_size) * int(cfg.training.gradient_accumulation_steps)
 
 
