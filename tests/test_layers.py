@@ -48,10 +48,7 @@ LAZY_UPWARD: dict[tuple[str, str], str] = {
 }
 
 # (importer, imported) -> the issue item that removes this upward module-level import
-NOT_YET_FIXED: dict[tuple[str, str], str] = {
-    ("posttrain.run.job", "posttrain.compose"): "issue 11 item 1: run/ executes and does not compose",
-    ("posttrain.run.pipeline", "posttrain.compose"): "issue 11 item 1: run/ executes and does not compose",
-}
+NOT_YET_FIXED: dict[tuple[str, str], str] = {}
 
 
 def modules() -> dict[str, Path]:

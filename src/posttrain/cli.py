@@ -18,9 +18,13 @@ from posttrain.errors import PosttrainError, fail
 
 @hydra.main(version_base="1.3", config_path="pkg://posttrain.conf", config_name=CONFIG_NAME)
 def hydra_app(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from posttrain.compose import stage_configs
     from posttrain.run.job import run_job
 
-    return run_job(cfg)
+    job = HydraConfig.get()
+    return run_job(cfg, stage_configs(cfg, list(job.overrides.task), job.job.config_name))
 
 
 def hydra_args_parser():

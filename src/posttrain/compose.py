@@ -33,6 +33,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from posttrain.errors import PosttrainError, fail
 from posttrain.naming import register_resolvers
+from posttrain.run.pipeline import starting_from
 
 register_resolvers()  # the configs' ${posttrain.*:...} interpolations
 
@@ -167,14 +168,18 @@ def pipeline_stages(cfg: DictConfig) -> list[tuple[str, list[str]]]:
     return [(str(name), stage_overrides(settings or {})) for name, settings in stages.items()]
 
 
-def stage_config(config_name: str, overrides: list[str], command_line: list[str], start: str | None) -> DictConfig:
-    """The config one stage trains with: the config composed again with the stage's overrides, then the
-    command line's (less the pipeline's own keys), then model.path=<start> (the previous stage's final/)."""
+def stage_config(config_name: str, overrides: list[str], command_line: list[str]) -> DictConfig:
+    """The config one stage trains with, less its starting point: the config composed again with the stage's
+    overrides, then the command line's (less the pipeline's own keys). The pipeline points model.path at the
+    previous stage's final/ (run.pipeline.starting_from)."""
     passed_on = [o for o in command_line if override_key(o) not in PIPELINE_KEYS]
-    stage = [*overrides, *passed_on, "stages=null"]
-    if start is not None:
-        stage.append(f"model.path={value_text(start)}")
-    return compose(config_name=config_name, overrides=stage)
+    return compose(config_name=config_name, overrides=[*overrides, *passed_on, "stages=null"])
+
+
+def stage_configs(cfg: DictConfig, command_line: list[str], config_name: str) -> list[tuple[str, list[str], DictConfig]]:
+    """A pipeline's stages in order as (name, the stage's overrides, its config less the starting point);
+    [] for a single run. Called inside a composing Hydra (a Hydra task, or initialize_config_module)."""
+    return [(name, settings, stage_config(config_name, settings, command_line)) for name, settings in pipeline_stages(cfg)]
 
 
 # --- checks before launch ------------------------------------------------------------------------------
@@ -276,7 +281,7 @@ def check_command_line(overrides: list[str], config_name: str, multirun: bool) -
                 check_data(cfg)
             for stage, stage_settings in stages:
                 try:
-                    stage_cfg = stage_config(config_name, stage_settings, combo, start=None)
+                    stage_cfg = stage_config(config_name, stage_settings, combo)
                     check_config(stage_cfg)
                     check_data(stage_cfg)
                 except PosttrainError as error:
@@ -297,14 +302,14 @@ def configs_to_run(overrides: list[str], config_name: str) -> tuple[DictConfig, 
 
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
-        stages = pipeline_stages(cfg)
+        stages = stage_configs(cfg, overrides, config_name)
         if not stages:
             return cfg, [("run", cfg)]
         run_dir = Path(str(cfg.hydra.run.dir)).absolute()
         configs, start = [], None
-        for index, (name, settings) in enumerate(stages, start=1):
-            configs.append((f"{index}-{name}", stage_config(config_name, settings, overrides, start)))
-            start = str(run_dir / f"{index}-{name}" / "final")
+        for index, (name, _, stage_cfg) in enumerate(stages, start=1):
+            configs.append((f"{index}-{name}", starting_from(stage_cfg, start)))
+            start = run_dir / f"{index}-{name}" / "final"
         return cfg, configs
 
 

@@ -16,7 +16,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from posttrain.compose import pipeline_stages
 from posttrain.distributed import export_distributed_env, run_dir_for_this_process
 from posttrain.errors import PosttrainError, fail
 from posttrain.redact import install_log_redaction, redact
@@ -75,12 +74,12 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}".strip()
 
 
-def run_job(cfg: DictConfig) -> float | None:
+def run_job(cfg: DictConfig, stages: list[tuple[str, list[str], DictConfig]]) -> float | None:
+    """`stages`: a pipeline's stages (posttrain.compose.stage_configs), [] for a single run."""
     hydra_cfg = HydraConfig.get()
     export_distributed_env()  # a Slurm job of several processes: RANK, WORLD_SIZE, ... for the Trainer
     run_dir = run_dir_for_this_process(hydra_cfg.runtime.output_dir)  # only rank 0 writes it
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
-    command_line = list(hydra_cfg.overrides.task)
     install_log_redaction()
     try:
         if run_dir.is_completed():
@@ -89,8 +88,8 @@ def run_job(cfg: DictConfig) -> float | None:
             return objective(cfg, run_dir.read_results())
         run_dir.set_status("running", started=now(), host=socket.gethostname(), pid=os.getpid())
         run_dir.write_config(config_for_run(cfg))
-        if pipeline_stages(cfg):
-            results = run_pipeline(cfg, run_dir, command_line, hydra_cfg.job.config_name, in_sweep)
+        if stages:
+            results = run_pipeline(run_dir, stages, in_sweep)
         else:
             results = train_run(cfg, run_dir)
         for line in summary_lines(run_dir):

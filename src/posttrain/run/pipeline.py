@@ -15,6 +15,7 @@ SFT stage of `--multirun dpo_beta=0.05,0.1,0.2` trains once.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -24,7 +25,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from posttrain.compose import pipeline_stages, stage_config
 from posttrain.rundir import COMPLETED, RunDir, read_jsonl, write_atomic
 
 log = logging.getLogger(__name__)
@@ -60,16 +60,26 @@ def _reuse_sibling_stage(stage_dir: RunDir, key: str) -> bool:
     return False
 
 
-def run_pipeline(cfg: DictConfig, run_dir: RunDir, command_line: list[str], config_name: str, in_sweep: bool) -> dict:
+def starting_from(stage_cfg: DictConfig, start: Path | None) -> DictConfig:
+    """A stage's config starting from `start` (the previous stage's final/; None: the first stage)."""
+    if start is None:
+        return stage_cfg
+    started = copy.deepcopy(stage_cfg)
+    started.model.path = str(start)
+    return started
+
+
+def run_pipeline(run_dir: RunDir, stages: list[tuple[str, list[str], DictConfig]], in_sweep: bool) -> dict:
+    """`stages`: (name, overrides, config less its starting point) in order, as posttrain.compose.stage_configs
+    builds them."""
     from posttrain.run.train import config_for_run, train_run
 
-    stages = pipeline_stages(cfg)
     results_by_stage: dict[str, dict] = {}
     stage_dirs: list[tuple[str, RunDir]] = []
     previous, previous_key = None, None
-    for index, (name, overrides) in enumerate(stages, start=1):
+    for index, (name, overrides, stage_cfg) in enumerate(stages, start=1):
         stage_dir = RunDir(run_dir.path / f"{index}-{name}")
-        stage_cfg = stage_config(config_name, overrides, command_line, str(previous.final) if previous else None)
+        stage_cfg = starting_from(stage_cfg, previous.final if previous else None)
         key = stage_key(stage_cfg, previous_key)
         if stage_dir.is_completed():
             log.info("stage %s: already complete in %s", name, stage_dir.path)
