@@ -209,7 +209,7 @@ def posttrain_case(case: str, a, work: Path, record: dict) -> None:
     overrides = [
         "model=qwen2.5-0.5b", "model.init=random", f"model.tokenizer={work / 'tokenizer'}",
         f"method={method}", "dataset=local", f"dataset.path={work / (method + '.jsonl')}",
-        "dataset.eval_fraction=0", "dataset.task=null", f"max_steps={a.steps}", "logger=none",
+        "dataset.eval_fraction=0", "eval=none", f"max_steps={a.steps}", "logger=none",
         "training.save_steps=0", "training.eval_steps=0", "training.logging_steps=5", f"run_name={case}",
         "hardware=gpu" if gpu else "hardware=auto",
     ]

@@ -60,7 +60,7 @@ PY
 }
 
 common=(method=sft model.init=random peft=qlora lora_rank=16 hardware=gpu max_steps=10 batch_size=8
-        learning_rate=2e-4 training.logging_steps=1 training.save_steps=0 dataset.task=null
+        learning_rate=2e-4 training.logging_steps=1 training.save_steps=0 eval=none
         dataset.eval_fraction=0.02 logger=none)
 status=0
 echo "== qwen2.5-0.5b, full size, random init, QLoRA"

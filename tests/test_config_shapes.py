@@ -21,9 +21,9 @@ from omegaconf import OmegaConf
 SNAPSHOT = Path(__file__).with_suffix(".json")
 CONFIG_MODULE = "posttrain.conf"
 # The groups whose options are composed one at a time, each with the default preset dropped.
-GROUPS = ("dataset", "model", "peft", "hardware", "method", "training", "logger")
+GROUPS = ("dataset", "eval", "model", "peft", "hardware", "method", "training", "logger")
 # The helper commands' primary configs, composed as they are.
-TOOLS = ("sample", "pairs", "report")
+TOOLS = ("sample", "pairs", "report", "chat")
 
 
 def cases() -> dict[str, tuple[str, list[str]]]:

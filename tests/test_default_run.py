@@ -87,7 +87,7 @@ def test_chaining_dpo_onto_an_sft_run_directory(default_run, tmp_path):
     preset's DPO stage settings (a few steps suffice to show it: the DPO stage's gain is asserted above)."""
     sft_dir = default_run / "1-sft"
     result = run_posttrain(["experiment=tictactoe", "method=dpo", f"model.path={sft_dir}", "run_name=chained", "max_steps=8",
-                            "dataset.eval_games=10"], tmp_path)
+                            "eval.games=10"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     chained_dir = tmp_path / "outputs" / "chained"
     config = yaml.safe_load((chained_dir / "config.yaml").read_text())

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_grpo_raises_the_optimal_move_rate_of_its_sft_start(tmp_path):
-    result = run_posttrain(["experiment=tictactoe_grpo", "dataset.eval_games=20"], tmp_path)
+    result = run_posttrain(["experiment=tictactoe_grpo", "eval.games=20"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     run = only_run_dir(tmp_path)
     stages = read_results(run)["stages"]

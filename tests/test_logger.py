@@ -8,7 +8,7 @@ import json
 import pytest
 from conftest import read_results, run_posttrain
 
-SHORT = ["max_steps=2", "batch_size=8", "dataset.task=null", "training.save_steps=0", "wandb_project=p"]
+SHORT = ["max_steps=2", "batch_size=8", "eval=none", "training.save_steps=0", "wandb_project=p"]
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused at once
 

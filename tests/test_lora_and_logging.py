@@ -10,7 +10,7 @@ from conftest import read_jsonl, read_results, run_posttrain
 
 from posttrain.models.loading import load_trained
 
-SHORT = ["max_steps=6", "training.logging_steps=2", "training.save_steps=0", "dataset.eval_games=2"]
+SHORT = ["max_steps=6", "training.logging_steps=2", "training.save_steps=0", "eval.games=2"]
 
 
 @pytest.mark.slow  # an end-to-end training run

@@ -32,7 +32,7 @@ def test_a_named_dataset_given_only_a_path_holds_out_its_eval_fraction(workdir):
     (workdir / "my_nli.jsonl").write_text(example.read_text())
     rows = len(example.read_text().splitlines())
     result = run_posttrain(["method=sft", "dataset=nli", "dataset.path=my_nli.jsonl", "max_steps=2", "batch_size=8",
-                            "dataset.task=null", "training.save_steps=0", "model.max_length=256", "run_name=nli"],
+                            "eval=none", "training.save_steps=0", "model.max_length=256", "run_name=nli"],
                            workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     held_out = round(rows * 0.05 + 0.4999)  # datasets' train_test_split rounds the test share up

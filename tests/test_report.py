@@ -19,7 +19,7 @@ from posttrain.rundir import RunDir
 
 # A few optimizer steps of SFT, a small held-out evaluation without thoughts (short generations).
 TINY = ["method=sft", "max_steps=3", "batch_size=8", "training.save_steps=0", "training.logging_steps=1",
-        "dataset.thoughts=false", "dataset.eval_fraction=0.02", "dataset.eval_games=2", "logger=none"]
+        "dataset.thoughts=false", "dataset.eval_fraction=0.02", "eval.games=2", "logger=none"]
 RATES = ("0.001", "0.002", "0.004")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

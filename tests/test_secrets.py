@@ -41,7 +41,7 @@ def test_no_credential_in_any_file_of_the_run(workdir):
     args = [
         "method=sft", "max_steps=4", "batch_size=8", "training.logging_steps=1", "training.save_steps=2",
         "training.keep_checkpoints=true",
-        "dataset.task=null", "dataset.eval_fraction=0.02", "dataset.thoughts=false",
+        "eval=none", "dataset.eval_fraction=0.02", "dataset.thoughts=false",
         "wandb_project=posttrain-tests", "logger.mode=offline", f"+model.my_api_key={CONFIG_SECRET}", "run_name=s",
     ]
     result = run_posttrain(args, workdir, env={**SECRETS, "WANDB_MODE": ""})

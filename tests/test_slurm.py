@@ -33,7 +33,7 @@ SWEEP = [
     "batch_size=8",
     "training.save_steps=0",  # the only trainer checkpoint is the one the signal asks for
     "training.logging_steps=1",
-    "dataset.eval_games=2",
+    "eval.games=2",
     "learning_rate=1e-3,2e-3",
     "hardware=cpu",
     "logger=none",
@@ -175,7 +175,7 @@ def test_a_job_of_two_processes_trains_as_one_distributed_run(tmp_path):
         [
             sys.executable, "-m", "posttrain", "--multirun", "method=sft", f"max_steps={steps}",
             f"batch_size={batch_size}", "training.save_steps=2", "training.logging_steps=1",
-            "dataset.task=null", "hardware=cpu", "logger=none", "hydra/launcher=slurm",
+            "eval=none", "hardware=cpu", "logger=none", "hydra/launcher=slurm",
             "hydra.launcher.tasks_per_node=2", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2",
             "hydra.launcher.timeout_min=15", f"hydra.sweep.dir={sweep_dir}",
         ],

@@ -76,8 +76,8 @@ def test_a_failed_job_of_a_search_returns_the_worst_value():
 
 def test_a_misspelled_objective_stops_before_any_trial():
     with pytest.raises(PosttrainError, match=r"objective 'optimal_move_rte' is not a key.*did you mean objective=optimal_move_rate\?"):
-        check_search(optuna(objective="optimal_move_rte", dataset={"task": "tictactoe"}))
+        check_search(optuna(objective="optimal_move_rte", dataset={"name": "tictactoe"}, eval={"name": "tictactoe"}))
     with pytest.raises(PosttrainError, match="objective 'optimal_move_rate' is not a key"):
-        check_search(optuna(objective="optimal_move_rate", dataset={"task": None}))  # no task, no move rates
-    check_search(optuna(objective="eval/nll_loss", dataset={"task": None}))  # eval/ keys are the trainer's
-    check_search(optuna(objective="train_loss", dataset={"task": None}))
+        check_search(optuna(objective="optimal_move_rate", dataset={"name": "local"}, eval={"name": "none"}))  # no evaluator, no move rates
+    check_search(optuna(objective="eval/nll_loss", dataset={"name": "local"}, eval={"name": "none"}))  # eval/ keys are the trainer's
+    check_search(optuna(objective="train_loss", dataset={"name": "local"}, eval={"name": "none"}))

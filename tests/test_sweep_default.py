@@ -12,14 +12,14 @@ from conftest import read_results, run_posttrain
 def test_beta_sweep_runs_one_job_per_value_and_trains_sft_once(workdir):
     result = run_posttrain(
         ["--multirun", "dpo_beta=0.05,0.1,0.2", "max_steps=12", "training.logging_steps=4",
-         "training.save_steps=0", "dataset.eval_games=2", "hydra.sweep.dir=multirun/beta"],
+         "training.save_steps=0", "eval.games=2", "hydra.sweep.dir=multirun/beta"],
         workdir,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p for p in (workdir / "multirun" / "beta").iterdir() if p.is_dir())
     # job folders are named by their overrides (Hydra sorts them by key)
     assert [p.name for p in jobs] == [
-        f"dataset.eval_games=2,dpo_beta={beta},max_steps=12,training.logging_steps=4,training.save_steps=0"
+        f"dpo_beta={beta},eval.games=2,max_steps=12,training.logging_steps=4,training.save_steps=0"
         for beta in ("0.05", "0.1", "0.2")
     ]
     margins = []

@@ -12,7 +12,7 @@ import yaml
 from conftest import run_posttrain
 
 # shrinks a run to seconds: two steps, no tic-tac-toe games at the end
-SHORT = ["max_steps=2", "batch_size=8", "dataset.task=null", "training.save_steps=0"]
+SHORT = ["max_steps=2", "batch_size=8", "eval=none", "training.save_steps=0"]
 
 
 def printed_configs(args: list[str], cwd) -> list[dict]:

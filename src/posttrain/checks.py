@@ -227,4 +227,8 @@ def check_config(cfg: DictConfig):
 
     validate(cfg, ("dataset",))
     check_dataset_config(cfg.dataset, method)
+    from posttrain.evaluation import check_keep_best
+
+    validate(cfg, ("eval",))
+    check_keep_best(cfg.training)
     return method

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
 from posttrain.errors import PosttrainError
 
 CONFIG_MODULE = "posttrain.conf"
+TRAIN_CONFIG = "train"
 
 
 def _in_hydra(load):
@@ -36,11 +36,12 @@ def group_option(group: str, name: str, what: str, fix: str = "") -> DictConfig:
     An unknown name fails with `what` (e.g. "mixture source names unknown dataset") and the options."""
 
     def load() -> DictConfig:
-        try:
-            composed = compose(config_name=f"{group}/{name}")
-        except MissingConfigException:
-            options = sorted(GlobalHydra.instance().config_loader().get_group_options(group))
-            raise PosttrainError(f"{what} '{name}'", f"choose one of: {', '.join(options)}{fix}") from None
+        options = sorted(GlobalHydra.instance().config_loader().get_group_options(group))
+        if name not in options:
+            raise PosttrainError(f"{what} '{name}'", f"choose one of: {', '.join(options)}{fix}")
+        # composed inside the run config, as a command line picks it (an option may choose another group's
+        # option too: dataset=tictactoe picks eval=tictactoe)
+        composed = compose(config_name=TRAIN_CONFIG, overrides=[f"{group}={name}", "~experiment"])
         return OmegaConf.create(OmegaConf.to_container(composed[group], resolve=False))
 
     return _in_hydra(load)

@@ -166,6 +166,48 @@ REWARDS: dict[str, Reward] = {
 }
 
 
+@dataclass(frozen=True)
+class Evaluator:
+    """A task evaluation (conf/eval/<name>.yaml): what it measures, the function that does it, its metrics."""
+
+    name: str
+    # "module:function" taking (model, tokenizer, posttrain.evaluators.EvalRequest) -> EvalOutput; None: no task
+    function: str | None
+    summary: str
+    # the results.json keys it writes, its headline metric first (the end-of-run table and the report lead
+    # with it; training.keep_best defaults to it)
+    metrics: tuple[str, ...] = ()
+    # it samples from the model, so a model that cannot generate (a reward model) skips it
+    generates: bool = True
+
+    def run(self, model, tokenizer, request):
+        """The evaluator's EvalOutput for this model (imports the evaluator's module now)."""
+        return _import(self.function)(model, tokenizer, request)
+
+
+_GAME_METRICS = tuple(f"vs_{opponent}_{outcome}_rate" for opponent in ("random", "perfect")
+                      for outcome in ("win", "draw", "loss", "forfeit"))
+
+# Task evaluations a run can end with (eval=<name>; a dataset names its own) and posttrain.evaluate runs.
+EVALUATORS: dict[str, Evaluator] = {
+    e.name: e
+    for e in (
+        Evaluator("none", None, "no task evaluation: the method's own metrics on the eval split only"),
+        Evaluator("tictactoe", "posttrain.tictactoe.evaluate:evaluate",
+                  "held-out positions (legal, optimal moves) and games against a random and a perfect player",
+                  ("optimal_move_rate", "legal_move_rate", "eval_positions", "games_per_opponent", *_GAME_METRICS)),
+    )
+}
+
+
+def get_evaluator(name: str) -> Evaluator:
+    try:
+        return EVALUATORS[name]
+    except KeyError:
+        raise PosttrainError(f"unknown evaluator eval={name}",
+                             f"choose one of: {', '.join(sorted(EVALUATORS))}") from None
+
+
 def get_reward(name: str) -> Reward:
     try:
         return REWARDS[name]

@@ -7,6 +7,7 @@
     checkpoints/       resumable trainer checkpoints (checkpoint-<step>/)
     final/             the trained model and tokenizer (for LoRA: the adapter and the base model's identity)
     results.json       the final evaluation
+    samples.jsonl      what the task evaluator (conf/eval/) asked the final model and how each answer scored
     status.json        state: running | interrupted | failed | completed; "completed" is written last
 
 Whole files are replaced atomically (written beside, fsynced, renamed); journal lines are appended only
@@ -106,6 +107,7 @@ class RunDir:
     CHECKPOINT_LOG = "checkpoints.jsonl"
     RESULTS = "results.json"
     STATUS = "status.json"
+    SAMPLES = "samples.jsonl"
     HYDRA = ".hydra"
     # a pipeline's stage folders: <k>-<stage name>/, each a run directory
     STAGE = re.compile(r"^(\d+)-(.+)$")
@@ -141,6 +143,11 @@ class RunDir:
     @property
     def results(self) -> Path:
         return self.path / self.RESULTS
+
+    @property
+    def samples(self) -> Path:
+        """The generations the final evaluation scored, one JSON line each."""
+        return self.path / self.SAMPLES
 
     @property
     def status_file(self) -> Path:
@@ -218,6 +225,9 @@ class RunDir:
 
     def write_results(self, results: dict[str, Any]) -> None:
         write_atomic(self.results, json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+    def write_samples(self, samples: list[dict[str, Any]]) -> None:
+        write_atomic(self.samples, "".join(json.dumps(sample, ensure_ascii=False) + "\n" for sample in samples))
 
     def read_results(self) -> dict[str, Any]:
         return json.loads(self.results.read_text(encoding="utf-8"))

@@ -97,7 +97,7 @@ def main() -> None:
             return
         prompts = read_prompts(str(cfg.prompts))
         run = RunDir(Path(str(cfg.run)).expanduser())
-        out = Path(str(cfg.out)).expanduser() if cfg.out else (run.path if run.is_run() else Path.cwd()) / "samples.jsonl"
+        out = Path(str(cfg.out)).expanduser() if cfg.out else (run.path if run.is_run() else Path.cwd()) / "completions.jsonl"
         lines = [json.dumps({"prompt": prompt, "completion": text, "sample": index})
                  for prompt, texts in zip(prompts, sample(cfg, prompts)) for index, text in enumerate(texts)]
         write_atomic(out, "".join(line + "\n" for line in lines))

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from posttrain.errors import PosttrainError
+from posttrain.registry import EVALUATORS
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Range:
     lt: float | None = None
     special: tuple[int, str] | None = None
     example: str = ""
+    # what null means, when null is allowed (eval.limit=null: every item)
+    null: str | None = None
 
     def converted(self, value: Any) -> float | int | None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -37,6 +40,8 @@ class Range:
         return float(value)
 
     def allows(self, value: Any) -> bool:
+        if value is None and self.null:
+            return True
         number = self.converted(value)
         if number is None:
             return False
@@ -54,6 +59,8 @@ class Range:
             text += f" > {self.gt:g}"
         elif self.ge is not None:
             text += f" >= {self.ge:g}"
+        if self.null:
+            text = f"null ({self.null}) or {text}"
         return f"{self.special[0]} ({self.special[1]}) or {text}" if self.special else text
 
     def problem(self, key: str, value: Any) -> PosttrainError | None:
@@ -128,6 +135,8 @@ class Training:
     max_grad_norm: float = number("1.0", gt=0)
     logging_steps: int = integer("10", gt=0)
     eval_steps: int = integer("100", gt=0, special=(0, "only at the end"))
+    keep_best: str | None = field()
+    keep_best_direction: str = one_of("auto", "maximize", "minimize")
     save_steps: int = integer("200", gt=0, special=(0, "only final/"))
     save_total_limit: int = integer("2", ge=1)
     keep_checkpoints: bool = flag()
@@ -164,7 +173,6 @@ class Dataset:
     eval_fraction: float = number("0.05", ge=0, lt=1)
     columns: dict = field()
     skip_bad_rows: bool = flag()
-    task: str | None = field()
     missing_hint: str | None = field()
 
 
@@ -193,9 +201,19 @@ class Hardware:
     nodes: int = integer("1", gt=0)
 
 
+@dataclass
+class Eval:
+    """conf/eval/: each option says what its evaluator measures (posttrain.registry.EVALUATORS lists them)."""
+
+    name: str = one_of(*EVALUATORS)
+    limit: int | None = integer("100", gt=0, null="every item")
+    training_limit: int = integer("64", gt=0, special=(0, "only at the end"))
+    games: int = integer("100", ge=0)
+
+
 # config key of each group ("" = the top level) -> its view
 VIEWS: dict[str, type] = {"": Knobs, "training": Training, "model": Model, "dataset": Dataset, "peft": Peft,
-                          "hardware": Hardware}
+                          "hardware": Hardware, "eval": Eval}
 
 
 def problems(cfg: DictConfig, group: str) -> list[PosttrainError]:

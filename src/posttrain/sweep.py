@@ -19,48 +19,33 @@ from __future__ import annotations
 
 import datetime
 import math
-import re
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from posttrain.errors import PosttrainError
+from posttrain.evaluation import better_direction, result_keys
 from posttrain.rundir import SweepDir
 
 # --- before launch: the search's objective and direction ------------------------------------------------
-
-# results.json keys whose better side is clear from the name
-HIGHER_IS_BETTER = re.compile(r"(optimal_move_rate|legal_move_rate|win_rate|accuracy|accuracies|margins)$")
-LOWER_IS_BETTER = re.compile(r"(loss|loss_rate|forfeit_rate|perplexity)$")
-
-
-def better_direction(metric: str) -> str | None:
-    """maximize / minimize for a metric whose better side is known from its name, else None."""
-    if HIGHER_IS_BETTER.search(metric):
-        return "maximize"
-    if LOWER_IS_BETTER.search(metric):
-        return "minimize"
-    return None
-
 
 def _name(direction) -> str:
     return str(getattr(direction, "name", direction)).lower()
 
 
-def check_objective_key(objective: str, task: str | None) -> None:
-    """The objective is a key results.json will have: one every run writes, one the dataset's task writes, or
-    an eval/<metric> of the eval split (named by the trainer, so not checked)."""
+def check_objective_key(objective: str, evaluator: str | None) -> None:
+    """The objective is a key results.json will have: one every run writes, one its evaluator writes, or an
+    eval/<metric> of the eval split (named by the trainer, so not checked)."""
     import difflib
 
-    from posttrain.evaluation import result_keys
 
-    keys = result_keys(task)
+    keys = result_keys(evaluator)
     if objective.startswith("eval/") or objective in keys:
         return
     close = difflib.get_close_matches(objective, [*keys, "eval/loss"], n=1)
     raise PosttrainError(
-        f"objective '{objective}' is not a key results.json will have (dataset.task={task})",
+        f"objective '{objective}' is not a key results.json will have (eval={evaluator})",
         (f"did you mean objective={close[0]}? " if close else "")
         + f"keys: eval/<metric> (e.g. eval/loss), {', '.join(keys)}",
     )
@@ -78,8 +63,8 @@ def check_search(cfg: DictConfig) -> None:
             "add objective=<a results.json key> with its direction, e.g. objective=optimal_move_rate "
             "hydra.sweeper.direction=maximize (hydra/sweeper=optuna_tictactoe maximizes)",
         )
-    if cfg.get("dataset") is not None:  # a composed run config: its task says which keys results.json gets
-        check_objective_key(str(objective), cfg.dataset.get("task"))
+    if cfg.get("dataset") is not None:  # a composed run config: its evaluator says which keys results.json gets
+        check_objective_key(str(objective), OmegaConf.select(cfg, "eval.name", default=None))
     direction = cfg.hydra.sweeper.get("direction")
     if isinstance(direction, (list, ListConfig)):
         raise PosttrainError(

@@ -8,7 +8,7 @@ import json
 
 from conftest import run_posttrain
 
-SHORT = ["max_steps=2", "batch_size=8", "dataset.task=null", "training.save_steps=0", "logger=none"]
+SHORT = ["max_steps=2", "batch_size=8", "eval=none", "training.save_steps=0", "logger=none"]
 
 
 def write_pairs(workdir, keys=("question", "good", "bad")) -> None:

@@ -61,7 +61,7 @@ def test_a_bad_corpus_stops_with_one_line(tmp_path, content, expected):
 def test_pretrain_on_a_txt_corpus_runs(workdir):
     (workdir / "corpus.txt").write_text("".join(f"Document {i}: the number after {i} is {i + 1}.\n" for i in range(64)))
     command = ["method=pretrain", "dataset=local", "dataset.path=corpus.txt", "max_steps=2", "batch_size=8",
-               "dataset.task=null", "training.save_steps=0", "training.logging_steps=1"]
+               "eval=none", "training.save_steps=0", "training.logging_steps=1"]
     result = run_posttrain(command, workdir)
     assert result.returncode == 0, result.stderr[-2000:]
     run_dir = only_run_dir(workdir)

@@ -44,7 +44,7 @@ def data(tmp_path_factory) -> dict[str, tuple[str, str]]:
 
 
 COMMON = ["batch_size=16", "training.logging_steps=2", "training.save_steps=0", "training.warmup_ratio=0",
-          "training.lr_scheduler_type=constant", "logger=none", "dataset=local", "dataset.task=null"]
+          "training.lr_scheduler_type=constant", "logger=none", "dataset=local", "eval=none"]
 
 
 def train(method: str, form: str, data, workdir: Path, *extra: str) -> Path:

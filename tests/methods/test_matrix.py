@@ -19,7 +19,7 @@ ROWS = {
     "unpaired": lambda i: {"prompt": f"{i} + 1 =", "completion": f" {i + 1 + i % 2}", "label": i % 2 == 0},
     "prompt": lambda i: {"prompt": f"{i} + 1 =", "answer": str(i + 1)},
 }
-SHORT = ["max_steps=2", "batch_size=8", "dataset.task=null", "training.save_steps=0", "training.logging_steps=1",
+SHORT = ["max_steps=2", "batch_size=8", "eval=none", "training.save_steps=0", "training.logging_steps=1",
          "logger=none", "model.max_length=64"]
 REWARDS = "method.rewards=[{name: format, pattern: '[0-9]'}]"  # reads no column: any prompt file fits
 

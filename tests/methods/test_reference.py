@@ -9,7 +9,7 @@ import json
 import pytest
 from conftest import read_jsonl, run_posttrain
 
-SHORT = ["max_steps=2", "batch_size=8", "dataset.task=null", "training.save_steps=0", "training.logging_steps=1",
+SHORT = ["max_steps=2", "batch_size=8", "eval=none", "training.save_steps=0", "training.logging_steps=1",
          "logger=none", "method.args.max_completion_length=8", "method.rewards=[{name: format, pattern: '[0-9]'}]"]
 
 

@@ -102,7 +102,7 @@ def test_full_architecture_has_the_published_size(name):
 def test_random_init_trains_end_to_end_offline(workdir):
     result = run_posttrain(
         ["method=sft", *shrunk("qwen3-30b-a3b"), "max_steps=2", "batch_size=4", "training.save_steps=0",
-         "training.logging_steps=1", "dataset.eval_fraction=0.01", "dataset.task=null", "logger=none", "run_name=moe"],
+         "training.logging_steps=1", "dataset.eval_fraction=0.01", "eval=none", "logger=none", "run_name=moe"],
         workdir, env={"HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -146,7 +146,7 @@ def test_smollm2_loads_offline_from_its_gguf_and_answers(smollm2):
 def test_smollm2_fine_tunes_and_its_run_reloads(workdir):
     result = run_posttrain(
         ["method=sft", "model=smollm2-135m", "max_steps=3", "batch_size=2", "model.max_length=128",
-         "learning_rate=1e-5", "dataset.thoughts=false", "dataset.eval_fraction=0.01", "dataset.task=null",
+         "learning_rate=1e-5", "dataset.thoughts=false", "dataset.eval_fraction=0.01", "eval=none",
          "training.save_steps=0", "training.logging_steps=1", "logger=none", "run_name=smol"],
         workdir, env={"HF_HUB_OFFLINE": "1"},
     )

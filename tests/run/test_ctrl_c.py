@@ -12,7 +12,7 @@ import time
 from conftest import read_jsonl
 
 RUN = ["method=sft", "dataset=local", "dataset.path=rows.jsonl", "max_steps=400", "batch_size=8",
-       "dataset.task=null", "training.save_steps=0", "training.logging_steps=1", "logger=none", "run_name=c"]
+       "eval=none", "training.save_steps=0", "training.logging_steps=1", "logger=none", "run_name=c"]
 
 
 def test_ctrl_c_checkpoints_and_marks_the_run_interrupted(workdir):

@@ -21,7 +21,7 @@ from posttrain.rundir import read_jsonl
 
 HERE = Path(__file__).parent
 SHORT = [
-    "method=sft", "batch_size=8", "training.logging_steps=1", "dataset.task=null", "dataset.eval_fraction=0.02",
+    "method=sft", "batch_size=8", "training.logging_steps=1", "eval=none", "dataset.eval_fraction=0.02",
     "dataset.thoughts=false", "logger=none",
 ]
 

@@ -47,7 +47,7 @@ def test_a_run_shorter_than_logging_steps_still_logs_its_last_step(workdir):
     (workdir / "rows.jsonl").write_text(
         "".join(json.dumps({"prompt": f"{i} + 1 =", "completion": f" {i + 1}"}) + "\n" for i in range(32)))
     result = run_posttrain(["method=sft", "dataset=local", "dataset.path=rows.jsonl", "max_steps=3", "batch_size=8",
-                            "training.logging_steps=10", "dataset.task=null", "training.save_steps=0", "logger=none",
+                            "training.logging_steps=10", "eval=none", "training.save_steps=0", "logger=none",
                             "run_name=short"], workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [m for m in read_jsonl(workdir / "outputs" / "short" / "metrics.jsonl") if "loss" in m]

@@ -23,7 +23,7 @@ MAX_STEPS = 12
 SAVE_STEPS = 4
 RUN = [
     "method=sft", f"max_steps={MAX_STEPS}", "batch_size=8", "training.logging_steps=1",
-    f"training.save_steps={SAVE_STEPS}", "dataset.task=null", "dataset.eval_fraction=0.02",
+    f"training.save_steps={SAVE_STEPS}", "eval=none", "dataset.eval_fraction=0.02",
     "dataset.thoughts=false", "logger=none",
     "training.keep_checkpoints=true",  # the tests look into checkpoints/ after the run completes
 ]
@@ -137,7 +137,7 @@ def test_kill_9_during_a_save_resumes_from_the_previous_checkpoint(workdir, refe
 def test_sigusr1_saves_at_the_next_step_and_stops(workdir):
     args = [
         "method=sft", "max_steps=500", "batch_size=4", "training.logging_steps=1", "training.save_steps=0",
-        "dataset.task=null", "dataset.thoughts=false", "logger=none", "run_name=usr1",
+        "eval=none", "dataset.thoughts=false", "logger=none", "run_name=usr1",
     ]
     run_dir = workdir / "outputs" / "usr1"
     process = start(args, workdir, workdir / "run.log")

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import TrainingArguments
 
 from posttrain.data.loading import PreparedData
+from posttrain.evaluation import best_checkpoint_fields
 from posttrain.hardware import Hardware
 from posttrain.registry import Method
 from posttrain.rundir import RunDir
@@ -149,5 +150,7 @@ class TrainerInputs:
             **self.hardware.training_arguments(),
             **self.hardware.method_arguments(self.method.name),
         }
+        if evaluating and training.get("keep_best"):
+            fields.update(best_checkpoint_fields(str(training.keep_best), str(training.keep_best_direction)))
         fields.update(OmegaConf.to_container(self.method_cfg.args, resolve=True))
         return fields

@@ -214,3 +214,39 @@ class NonFiniteGuard(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.mode == "stop" and self.bad_steps:
             control.should_save = False  # the checkpoints before the bad step stay the newest
+
+
+class TaskEvaluation(TrainerCallback):
+    """At each training.eval_steps evaluation, the run's evaluator on a seeded subset (eval.training_limit
+    items): its metrics join the trainer's eval metrics (training.keep_best can select on them) and make
+    a metrics.jsonl line of eval/<metric> keys. The final evaluation, after training, is not repeated here."""
+
+    def __init__(self, evaluation, tokenizer, run_dir: RunDir):
+        self.evaluation = evaluation
+        self.tokenizer = tokenizer
+        self.run_dir = run_dir
+        self._training = False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._training = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._training = False
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        limit = self.evaluation.training_limit
+        if not (self._training and limit and model is not None):
+            return
+        output = self.evaluation.run_evaluator(getattr(model, "module", model), self.tokenizer, limit)
+        if output is None:
+            return
+        order = self.evaluation.evaluator.metrics  # the headline first
+        numbers = {k: v for k, v in sorted(output.metrics.items(), key=lambda kv: order.index(kv[0])
+                                           if kv[0] in order else len(order)) if isinstance(v, (int, float))}
+        if metrics is not None:  # read by the trainer's best-checkpoint choice once this returns
+            metrics.update({f"eval_{k}": v for k, v in numbers.items()})
+        record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
+                  **{f"eval/{k}": _clean(v) for k, v in numbers.items()}}
+        self.run_dir.log_metrics(record)
+        log.info("step %d/%d | %s | on %d items", state.global_step, state.max_steps,
+                 " | ".join(f"{k} {v:.4g}" for k, v in list(numbers.items())[:2]), limit)

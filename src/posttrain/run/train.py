@@ -10,6 +10,7 @@ import logging
 import shutil
 import signal
 import time
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -20,7 +21,7 @@ from posttrain.checks import check_config, check_method_args
 from posttrain.data.loading import load_data
 from posttrain.distributed import is_main_process
 from posttrain.errors import PosttrainError
-from posttrain.evaluation import resolve_evaluator
+from posttrain.evaluation import check_keep_best, resolve_evaluation
 from posttrain.hardware import resolve_hardware
 from posttrain.learning_rate import describe as describe_learning_rate
 from posttrain.logger import quiet_libraries, tracker_setup
@@ -35,8 +36,8 @@ from posttrain.models.loading import (
 )
 from posttrain.plan import GIB, check_fits, make_plan
 from posttrain.redact import redact
-from posttrain.run.callbacks import CheckpointJournal, MetricsLog, NonFiniteGuard, StopOnSignal
-from posttrain.rundir import COMPLETED, RunDir, fsync_tree, write_atomic
+from posttrain.run.callbacks import CheckpointJournal, MetricsLog, NonFiniteGuard, StopOnSignal, TaskEvaluation
+from posttrain.rundir import COMPLETED, RunDir, checkpoint_step, fsync_tree, write_atomic
 from posttrain.speed import GpuSpeed
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
     quiet_libraries()
     check_method_args(cfg.method, method)  # TRL's config fields and types, before any data or model loads
     adapters = resolve_adapters(cfg.peft, int(cfg.lora_rank), method.head)
-    evaluator = resolve_evaluator(method, cfg.dataset, int(cfg.training.eval_steps), int(cfg.seed))
+    evaluation = resolve_evaluation(method, cfg.get("eval"), cfg.dataset, int(cfg.training.eval_steps), int(cfg.seed))
     run_name = cfg.wandb_name or run_dir.name
     hardware = resolve_hardware(
         cfg.hardware,
@@ -166,6 +167,7 @@ def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
         write_atomic(run_dir.path / "hardware.json", json.dumps(hardware.record(), indent=2) + "\n")
     set_seed(int(cfg.seed))
     data = load_data(cfg.dataset, method, int(cfg.seed), tokenizer_identity(cfg.model))
+    check_keep_best(cfg.training, has_eval_split=data.eval is not None)
 
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model, tokenizer, hardware.dtype, adapters.quantization, head=method.head,
@@ -202,7 +204,8 @@ def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
         tokenizer=tokenizer,
         data=data,
         peft_config=adapters.lora,
-        callbacks=[metrics, CheckpointJournal(run_dir), stopper, guard, *tracker_callbacks],
+        callbacks=[metrics, CheckpointJournal(run_dir), stopper, guard, *tracker_callbacks,
+                   TaskEvaluation(evaluation, tokenizer, run_dir)],
         run_dir=run_dir,
         hardware=hardware,
         report_to=report_to,
@@ -238,11 +241,13 @@ def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
     }
     if plan is not None:  # beside the measured peak_memory_gib
         results["planned_peak_memory_gib"] = round(plan.memory.total / GIB, 2)
+    if trainer.state.best_model_checkpoint:  # training.keep_best: final/ holds this step's weights
+        results["best_step"] = checkpoint_step(Path(trainer.state.best_model_checkpoint))
     if guard.bad_steps:
         results["skipped_nonfinite_steps"] = guard.bad_steps
     if data.skipped:
         results["skipped_bad_rows"] = len(data.skipped)
-    results.update(evaluator.evaluate(trainer, tokenizer))
+    results.update(evaluation.evaluate(trainer, tokenizer, run_dir))
     keep = bool(cfg.training.keep_checkpoints)
     results["disk_mib"] = round(run_dir.disk_bytes(without_checkpoints=not keep) / 2**20, 1)  # what stays
     run_dir.write_results(results)

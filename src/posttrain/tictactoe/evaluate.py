@@ -1,6 +1,6 @@
-"""Evaluating a model at tic-tac-toe: its move on every held-out position, and full games against a random
-player and against a perfect player (who picks uniformly among optimal moves). The model moves greedily;
-an unreadable or illegal move forfeits the game."""
+"""The tic-tac-toe evaluator (eval=tictactoe): the model's move on every held-out position, and full games
+against a random player and against a perfect player (who picks uniformly among optimal moves). The model
+moves greedily; an unreadable or illegal move forfeits the game."""
 
 from __future__ import annotations
 
@@ -8,17 +8,18 @@ import random
 
 import torch
 
+from posttrain.evaluators import EvalOutput, EvalRequest
 from posttrain.tictactoe import dataset, game
 
 
 @torch.no_grad()
-def choose_moves(model, tokenizer, boards: list[str], max_new_tokens: int, batch_size: int = 64) -> list[int | None]:
-    """The model's move (0-based cell, or None if it named none) for each board, by greedy decoding."""
+def answers(model, tokenizer, boards: list[str], max_new_tokens: int, batch_size: int = 64) -> list[str]:
+    """The model's greedy answer to each board's question."""
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     was_training = model.training
     model.eval()
-    moves: list[int | None] = []
+    texts: list[str] = []
     try:
         for start in range(0, len(boards), batch_size):
             chunk = boards[start : start + batch_size]
@@ -31,12 +32,16 @@ def choose_moves(model, tokenizer, boards: list[str], max_new_tokens: int, batch
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
             )
-            texts = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-            moves.extend(dataset.parse_move(text) for text in texts)
+            texts += tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
     finally:
         tokenizer.padding_side = padding_side
         model.train(was_training)
-    return moves
+    return texts
+
+
+def choose_moves(model, tokenizer, boards: list[str], max_new_tokens: int) -> list[int | None]:
+    """The model's move (0-based cell, or None if it named none) for each board, by greedy decoding."""
+    return [dataset.parse_move(text) for text in answers(model, tokenizer, boards, max_new_tokens)]
 
 
 def move_quality(boards: list[str], moves: list[int | None]) -> dict[str, float]:
@@ -77,11 +82,27 @@ def play_games(model, tokenizer, opponent: str, games: int, max_new_tokens: int,
     }
 
 
-def evaluate(model, tokenizer, eval_fraction: float, games: int, thoughts: bool, seed: int) -> dict[str, float]:
-    max_new_tokens = 80 if thoughts else 12
-    boards = dataset.positions("eval", eval_fraction)
+def evaluate(model, tokenizer, request: EvalRequest) -> EvalOutput:
+    """Every held-out position of the dataset's split (request.limit of them at most) and eval.games games
+    against each opponent (at most request.limit)."""
+    data = request.dataset
+    max_new_tokens = 80 if data.thoughts else 12
+    boards = dataset.positions("eval", data.eval_fraction)
+    limit = request.limit if request.limit is not None else request.settings.get("limit")
+    games = int(request.settings.get("games", 100))
+    if limit is not None and int(limit) < len(boards):  # a seeded subset, the same one at every evaluation
+        boards = random.Random(request.seed).sample(boards, int(limit))
+    if limit is not None:
+        games = min(games, int(limit))
+    texts = answers(model, tokenizer, boards, max_new_tokens)
+    moves = [dataset.parse_move(text) for text in texts]
     results = {"eval_positions": len(boards), "games_per_opponent": games}
-    results.update(move_quality(boards, choose_moves(model, tokenizer, boards, max_new_tokens)))
+    results.update(move_quality(boards, moves))
     for opponent in ("random", "perfect"):
-        results.update(play_games(model, tokenizer, opponent, games, max_new_tokens, seed))
-    return results
+        if games:
+            results.update(play_games(model, tokenizer, opponent, games, max_new_tokens, request.seed))
+    samples = [{"prompt": dataset.prompt_for(board), "completion": text, "move": move,
+                "legal": move is not None and move in game.legal_moves(board),
+                "optimal": move is not None and move in game.optimal_moves(board)}
+               for board, text, move in zip(boards, texts, moves)]
+    return EvalOutput(results, samples)
