@@ -24,7 +24,7 @@ RUN_RESULT_KEYS = ("steps", "epochs", "train_seconds", "train_loss", "train_runt
 
 # results.json keys whose better side is clear from the name
 HIGHER_IS_BETTER = re.compile(r"(optimal_move_rate|legal_move_rate|win_rate|accuracy|accuracies|margins|f1|distance|"
-                              r"distinct_\d)$")
+                              r"distinct_\d|diversity|quality)$")
 LOWER_IS_BETTER = re.compile(r"(loss|loss_rate|forfeit_rate|perplexity)$")
 
 

@@ -196,6 +196,15 @@ EVALUATORS: dict[str, Evaluator] = {
         Evaluator("tictactoe", "posttrain.tictactoe.evaluate:evaluate",
                   "held-out positions (legal, optimal moves) and games against a random and a perfect player",
                   ("optimal_move_rate", "legal_move_rate", "eval_positions", "games_per_opponent", *_GAME_METRICS)),
+        Evaluator("classification", "posttrain.evaluators.classification:evaluate",
+                  "each eval row's label chosen as the one the model scores most likely: accuracy, macro-F1, "
+                  "confusion matrix", ("label_accuracy", "label_macro_f1", "labelled_rows"), generates=False),
+        Evaluator("diversity", "posttrain.evaluators.diversity:evaluate",
+                  "k samples per prompt: mean pairwise embedding distance, distinct-1/2, length, per creativity "
+                  "bucket", ("embedding_diversity", "distinct_1", "distinct_2", "mean_completion_tokens",
+                             "diversity_prompts", "judge_quality")),
+        Evaluator("lm_eval", "posttrain.evaluators.lm_eval:evaluate",
+                  "EleutherAI lm-evaluation-harness tasks by name, or a local task YAML (pip install -e .[eval])"),
     )
 }
 

@@ -41,7 +41,7 @@ def check_objective_key(objective: str, evaluator: str | None) -> None:
 
 
     keys = result_keys(evaluator)
-    if objective.startswith("eval/") or objective in keys:
+    if objective.startswith(("eval/", "lm_eval/")) or objective in keys:  # named by the trainer / the harness
         return
     close = difflib.get_close_matches(objective, [*keys, "eval/loss"], n=1)
     raise PosttrainError(

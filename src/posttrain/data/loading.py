@@ -136,9 +136,26 @@ def _eval_split(cfg: DictConfig, train: Dataset, form: str, seed: int, skipped: 
     return train, None
 
 
+def eval_rows(cfg: DictConfig, form: str, seed: int) -> list[dict]:
+    """The dataset's eval split in `form` (a key of registry.FORMS), the same rows a run with that form holds
+    out; [] when the dataset has no eval split. For evaluators that score held-out rows."""
+    split = _split(cfg, form, seed, [], "")[1]
+    return split.to_list() if split is not None else []
+
+
 def load_data(cfg: DictConfig, method: Method, seed: int, tokenizer_id: str = "") -> PreparedData:
     form = dataset_form(cfg, method)
     skipped: list[str] = []
+    train, evaluation, source_format = _split(cfg, form, seed, skipped, tokenizer_id)
+    if skipped:
+        log.warning("skipped %d bad rows (dataset.skip_bad_rows=true); first: %s", len(skipped), "; ".join(skipped[:3]))
+    data = PreparedData(train=train, eval=evaluation, source_format=source_format, skipped=skipped)
+    log.info("data: %s -> %s form: %s", cfg.name, form, data.describe())
+    return data
+
+
+def _split(cfg: DictConfig, form: str, seed: int, skipped: list[str], tokenizer_id: str):
+    """(train, eval or None, source format) of the dataset in `form`."""
     if cfg.get("builtin"):
         source_format = "built-in"
         train = Dataset.from_list(builtin_rows(cfg, form, "train", seed))
@@ -152,8 +169,4 @@ def load_data(cfg: DictConfig, method: Method, seed: int, tokenizer_id: str = ""
         else:
             rows, source_format = _file_rows(cfg, str(cfg.path), form, skipped)
         train, evaluation = _eval_split(cfg, Dataset.from_list(rows), form, seed, skipped)
-    if skipped:
-        log.warning("skipped %d bad rows (dataset.skip_bad_rows=true); first: %s", len(skipped), "; ".join(skipped[:3]))
-    data = PreparedData(train=train, eval=evaluation, source_format=source_format, skipped=skipped)
-    log.info("data: %s -> %s form: %s", cfg.name, form, data.describe())
-    return data
+    return train, evaluation, source_format
