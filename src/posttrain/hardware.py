@@ -56,6 +56,11 @@ def _row(method: str):
     return get_method(method)
 
 
+# Optimizer steps per generate call for online RL on a GPU (hardware.rollout_steps=auto): decoding costs about
+# the same per token for 32 sequences as for 8, so one call for 4 steps' completions is far cheaper; each
+# step after the first trains slightly off-policy, which TRL's clipped importance ratio corrects.
+ROLLOUT_STEPS = 4
+
 # Share of the GPU's free memory a micro-batch's activations may take, once the weights, gradients and
 # optimizer state are counted (the rest is headroom for the allocator, kernels' workspaces, the reference).
 ACTIVATION_SHARE = 0.5
@@ -84,6 +89,9 @@ class Hardware:
     # tokens per micro-batch the micro-batch was sized from (None when it was not sized automatically)
     micro_batch_tokens: int | None = None
     precompute_reference: bool = False
+    # optimizer steps trained on the completions of one generate call (TRL's steps_per_generation); None =
+    # TRL's default (one step's worth per call)
+    rollout_steps: int | None = None
     # why each choice was made, knob -> short reason
     reasons: dict = field(default_factory=dict, compare=False)
 
@@ -117,6 +125,8 @@ class Hardware:
             fields.update(packing=True, packing_strategy="bfd", padding_free=True)
         if self.precompute_reference and precomputes_reference(method):
             fields["precompute_ref_log_probs"] = True
+        if self.rollout_steps and _row(method).batched_rollouts:
+            fields["steps_per_generation"] = self.rollout_steps
         return fields
 
     def record(self) -> dict:
@@ -126,7 +136,7 @@ class Hardware:
     def summary(self) -> str:
         parts = [f"{self.device} ({self.precision})"]
         for knob in ("attention", "liger", "packing", "compile", "fused_optimizer", "micro_batch",
-                     "precompute_reference"):
+                     "precompute_reference", "rollout_steps"):
             value = getattr(self, knob)
             if knob == "micro_batch" and value is not None:
                 value = f"{value}x{self.accumulation}"
@@ -208,8 +218,9 @@ def resolve_hardware(
         return fast
 
     liger_ok = installed("liger_kernel")
-    liger = choose("liger", gpu and liger_ok, "installed",
-                   "not on a GPU" if not gpu else "liger-kernel not installed (pip install -e '.[gpu]')")
+    liger = choose("liger", gpu and liger_ok and not online(method), "installed",
+                   "not on a GPU" if not gpu else "liger-kernel not installed (pip install -e '.[gpu]')" if not liger_ok
+                   else f"{method} samples most of its time, which Liger's patched model slows (measured)")
     packing = choose("packing", gpu and packs(method), "padding-free, per-example attention",
                      "not on a GPU" if not gpu else f"TRL pads {method} batches")
     compile_ = choose("compile", False, "", "compile time does not pay for short runs")
@@ -218,6 +229,17 @@ def resolve_hardware(
                         "frozen reference scored once",
                         "not on a GPU" if not gpu else ("LoRA scores the base with adapters off" if lora
                                                         else f"TRL has no precomputed reference for {method}"))
+
+    rollout_steps = None
+    wanted_rollouts = cfg.get("rollout_steps", "auto")
+    if _row(method).batched_rollouts:
+        if wanted_rollouts != "auto":
+            rollout_steps, reasons["rollout_steps"] = int(wanted_rollouts), "set"
+        elif gpu:
+            rollout_steps = ROLLOUT_STEPS
+            reasons["rollout_steps"] = "one generate call samples several steps' completions (3.5x samples/s measured)"
+        else:
+            reasons["rollout_steps"] = "TRL's default on CPU"
 
     attention = cfg.get("attention", "auto")
     if attention not in ("auto", *ATTENTIONS):
@@ -264,7 +286,8 @@ def resolve_hardware(
     return Hardware(
         device=device, precision=precision, attention=attention, liger=liger, packing=packing,
         compile=compile_, fused_optimizer=fused, micro_batch=micro_batch, accumulation=accum,
-        micro_batch_tokens=micro_tokens, precompute_reference=precompute, reasons=reasons,
+        micro_batch_tokens=micro_tokens, precompute_reference=precompute, rollout_steps=rollout_steps,
+        reasons=reasons,
     )
 
 

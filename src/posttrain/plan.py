@@ -222,9 +222,33 @@ def _lm_head(method, liger: bool) -> str:
     return "trl_fused" if method.fused_lm_head else "liger" if liger else "plain"
 
 
-def make_plan(cfg: DictConfig, hardware=None, with_data: bool = True) -> tuple[Plan, float]:
+# an online method's prompt length in tokens when neither the data nor the run says it
+ASSUMED_PROMPT_TOKENS = 128
+
+
+def sequence_tokens(cfg: DictConfig, method, prompt_tokens: int | None = None) -> int:
+    """The longest sequence a micro-batch row holds: model.max_length, or for a method that samples while
+    training its prompt and its sampled completion (the longest prompt when known)."""
+    cap = int(cfg.model.max_length)
+    if not method.samples_while_training:
+        return cap
+    args = cfg.method.get("args") or {}
+    completion = args.get("max_completion_length") or args.get("max_new_tokens") or cap
+    return min(cap, int(completion) + int(prompt_tokens or ASSUMED_PROMPT_TOKENS))
+
+
+def longest_prompt(rows, count, limit: int = 1000) -> int | None:
+    """Tokens of the longest prompt among the first `limit` rows (None when the rows have no prompt)."""
+    lengths = [count(_text(row.get("prompt"))) for row in rows.select(range(min(len(rows), limit)))
+               if row.get("prompt") is not None]
+    return max(lengths) if lengths else None
+
+
+def make_plan(cfg: DictConfig, hardware=None, with_data: bool = True,
+              prompt_tokens: int | None = None) -> tuple[Plan, float]:
     """The plan of one composed run config and its model FLOPs per trained token; `hardware`: the run's
-    resolved hardware group (resolved here when not given)."""
+    resolved hardware group (resolved here when not given); `prompt_tokens`: the data's longest prompt
+    (read from the data when with_data)."""
     from posttrain import adapters
     from posttrain.hardware import precomputes_reference, resolve_hardware, sequences_per_row
     from posttrain.registry import get_method
@@ -248,7 +272,11 @@ def make_plan(cfg: DictConfig, hardware=None, with_data: bool = True) -> tuple[P
     micro_batch = hardware.micro_batch or int(cfg.batch_size)
     accumulation = hardware.accumulation or int(cfg.training.gradient_accumulation_steps)
     sequences = sequences_per_row(method.name)
-    tokens = micro_batch * int(cfg.model.max_length) * sequences
+    rows = tokens_per_epoch = None
+    if with_data:
+        rows, tokens_per_epoch, prompt_tokens = _data_size(cfg, method)
+    sequence = sequence_tokens(cfg, method, prompt_tokens)
+    tokens = micro_batch * sequence * sequences
     reference = method.reference and not lora and not (hardware.precompute_reference and precomputes_reference(method.name))
     memory = estimate_memory(shape, parameters, adapter, lora, qlora_share, tokens, hardware.precision,
                              hardware.liger, bool(cfg.training.gradient_checkpointing), reference, adapted,
@@ -262,10 +290,13 @@ def make_plan(cfg: DictConfig, hardware=None, with_data: bool = True) -> tuple[P
     )
     if gpu[0] == ASSUMED_GPU[0] and not torch.cuda.is_available():
         plan.notes.append(f"no GPU here: memory and hours are for one {gpu[0]}")
-    token_flops = flops_per_token(active, shape["L"], shape["heads"], shape["head_dim"], int(cfg.model.max_length),
+    if method.samples_while_training:
+        plan.notes.append(f"sequences of {sequence} tokens: the longest prompt "
+                          f"({prompt_tokens or f'assumed {ASSUMED_PROMPT_TOKENS}'}) and the sampled completion")
+    token_flops = flops_per_token(active, shape["L"], shape["heads"], shape["head_dim"], sequence,
                                   adapter_parameters=adapter if lora else 0, reference_forward=reference)
     if with_data:
-        plan.rows, plan.tokens_per_epoch = _data_size(cfg, method)
+        plan.rows, plan.tokens_per_epoch = rows, tokens_per_epoch
     return plan, token_flops
 
 
@@ -283,9 +314,10 @@ def _gpu() -> tuple[str, float, float]:
     return name, float(torch.cuda.get_device_properties(0).total_memory), gpu_peak_flops(name) or ASSUMED_GPU[2]
 
 
-def _data_size(cfg: DictConfig, method) -> tuple[int, int]:
-    """Rows of the train split and their tokens (the tokenizer's count on up to 2,000 rows, scaled; a hub
-    tokenizer that cannot load offline counts 4 characters a token), each row capped at model.max_length."""
+def _data_size(cfg: DictConfig, method) -> tuple[int, int, int | None]:
+    """Rows of the train split, their tokens (the tokenizer's count on up to 2,000 rows, scaled; a hub
+    tokenizer that cannot load offline counts 4 characters a token), each row capped at model.max_length,
+    and the longest prompt's tokens."""
     from posttrain.data.loading import load_data
     from posttrain.models.loading import load_tokenizer, tokenizer_identity
 
@@ -302,7 +334,7 @@ def _data_size(cfg: DictConfig, method) -> tuple[int, int]:
     for row in sample:
         texts = [_text(row.get(k)) for k in ("prompt", "completion", "chosen", "rejected", "text", "messages")]
         total += min(cap, sum(count(t) for t in texts if t))
-    return rows, int(total * rows / max(1, len(sample)))
+    return rows, int(total * rows / max(1, len(sample))), longest_prompt(sample, count)
 
 
 def _text(value) -> str:

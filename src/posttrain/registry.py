@@ -65,6 +65,9 @@ class Method:
     fused_lm_head: bool = False
     # posttrain's padding-free subclass of the trainer ("module:Class"), used when hardware.packing is on
     padding_free_trainer: str | None = None
+    # its TRL config has steps_per_generation: one generate call can serve several optimizer steps
+    # (hardware.rollout_steps)
+    batched_rollouts: bool = False
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -124,11 +127,11 @@ METHODS: dict[str, Method] = {
         Method("grpo", "trl:GRPOTrainer", "trl:GRPOConfig", "prompt", _ONLINE_METRICS,
                "group relative policy optimization, online RL with rewards",
                fused_lm_head=True, family="online_rl", samples_while_training=True, rewards=True,
-               builds_reference=True),
+               builds_reference=True, batched_rollouts=True),
         Method("rloo", "trl:RLOOTrainer", "trl:RLOOConfig", "prompt", _ONLINE_METRICS,
                "REINFORCE leave-one-out, online RL with rewards",
                fused_lm_head=True, family="online_rl", samples_while_training=True, rewards=True,
-               builds_reference=True),
+               builds_reference=True, batched_rollouts=True),
         Method("online_dpo", "trl.experimental.online_dpo:OnlineDPOTrainer",
                "trl.experimental.online_dpo:OnlineDPOConfig", "prompt",
                (*_PAIR_METRICS, "objective/scores", "objective/scores_margin", "objective/kl"),

@@ -34,7 +34,7 @@ from posttrain.models.loading import (
     tokenizer_identity,
     uses_random_init,
 )
-from posttrain.plan import GIB, check_fits, make_plan
+from posttrain.plan import GIB, check_fits, longest_prompt, make_plan
 from posttrain.redact import redact
 from posttrain.run.callbacks import CheckpointJournal, MetricsLog, NonFiniteGuard, StopOnSignal, TaskEvaluation
 from posttrain.rundir import COMPLETED, RunDir, checkpoint_step, fsync_tree, write_atomic
@@ -160,16 +160,18 @@ def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
         checkpointing=bool(cfg.training.gradient_checkpointing),
     )
     log.info(hardware.summary())
-    plan = make_plan(cfg, hardware, with_data=False)[0] if hardware.device == "cuda" else None
-    if plan is not None:  # stop before any weights load when the run cannot fit the GPU
-        check_fits(plan)
     if is_main_process():
         write_atomic(run_dir.path / "hardware.json", json.dumps(hardware.record(), indent=2) + "\n")
     set_seed(int(cfg.seed))
     data = load_data(cfg.dataset, method, int(cfg.seed), tokenizer_identity(cfg.model))
     check_keep_best(cfg.training, has_eval_split=data.eval is not None)
-
     tokenizer = load_tokenizer(cfg.model)
+    plan = None
+    if hardware.device == "cuda":  # stop before any weights load when the run cannot fit the GPU
+        prompt = (longest_prompt(data.train, lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+                  if method.samples_while_training else None)
+        plan = make_plan(cfg, hardware, with_data=False, prompt_tokens=prompt)[0]
+        check_fits(plan)
     model = load_model(cfg.model, tokenizer, hardware.dtype, adapters.quantization, head=method.head,
                        attention=hardware.attention, device=hardware.device)
     base_weights = None
