@@ -36,7 +36,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("run", ["posttrain.run", "posttrain.plan"]),
     ("compose", ["posttrain.compose"]),
     ("commands", ["posttrain.cli", "posttrain.__main__", "posttrain.report", "posttrain.pairs", "posttrain.sample",
-                  "posttrain.chat"]),
+                  "posttrain.chat", "posttrain.evaluate"]),
 ]
 
 # (importer, imported) -> why a function-level import may go up

@@ -8,6 +8,7 @@
     final/             the trained model and tokenizer (for LoRA: the adapter and the base model's identity)
     results.json       the final evaluation
     samples.jsonl      what the task evaluator (conf/eval/) asked the final model and how each answer scored
+    eval-<name>.json   a later scoring by `posttrain.evaluate` (and eval-<name>.samples.jsonl its samples)
     status.json        state: running | interrupted | failed | completed; "completed" is written last
 
 Whole files are replaced atomically (written beside, fsynced, renamed); journal lines are appended only
@@ -228,6 +229,20 @@ class RunDir:
 
     def write_samples(self, samples: list[dict[str, Any]]) -> None:
         write_atomic(self.samples, "".join(json.dumps(sample, ensure_ascii=False) + "\n" for sample in samples))
+
+    def evaluation_file(self, evaluator: str) -> Path:
+        """What `posttrain.evaluate` writes for one evaluator."""
+        return self.path / f"eval-{evaluator}.json"
+
+    def read_evaluations(self) -> dict[str, Any]:
+        """The metrics of every eval-<name>.json (posttrain.evaluate's later scorings), merged by name."""
+        merged: dict[str, Any] = {}
+        for path in sorted(self.path.glob("eval-*.json")):
+            try:
+                merged.update(json.loads(path.read_text(encoding="utf-8")).get("metrics", {}))
+            except (OSError, ValueError, AttributeError):
+                continue
+        return merged
 
     def read_results(self) -> dict[str, Any]:
         return json.loads(self.results.read_text(encoding="utf-8"))

@@ -118,11 +118,12 @@ def read_state(run_dir: RunDir) -> tuple[str, str]:
 
 
 def read_metrics(run_dir: RunDir) -> dict[str, int | float]:
-    """The numeric top-level values of results.json ({} while there is none)."""
+    """The numeric top-level values of results.json ({} while there is none), and those of its later
+    scorings by posttrain.evaluate (eval-<name>.json), which win for the metrics they re-measure."""
     try:
-        results = run_dir.read_results()
+        results = {**run_dir.read_results(), **run_dir.read_evaluations()}
     except (OSError, json.JSONDecodeError):
-        return {}
+        results = run_dir.read_evaluations()
     return {
         key: value
         for key, value in results.items()
