@@ -3,11 +3,13 @@ change from the stage before) and where its model and results are."""
 
 from __future__ import annotations
 
+from posttrain.registry import EVALUATORS
 from posttrain.rundir import RunDir
 
-# results.json figures that say what a run learned, most telling first (the sweep report leads with them too)
-HEADLINE_METRICS = ("optimal_move_rate", "legal_move_rate", "train_loss", "eval/loss", "eval/rewards/accuracies",
-                    "eval/rewards/margins")
+# results.json figures that say what a run learned, most telling first (the sweep report leads with them too):
+# each evaluator's two headline metrics, then the training losses and preference margins
+HEADLINE_METRICS = (*dict.fromkeys(m for row in EVALUATORS.values() for m in row.metrics[:2]), "train_loss",
+                    "eval/loss", "eval/rewards/accuracies", "eval/rewards/margins")
 # columns of the table at most, besides the stage, its time and speed
 SHOWN = 4
 

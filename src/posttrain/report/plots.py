@@ -23,11 +23,26 @@ def _label(job: Job, keys: list[str]) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+# metrics that live in [0, 1]: their plots span 0 to 1, so a 0.1-point difference looks like one
+BOUNDED = re.compile(r"(_rate|accuracy|accuracies|f1|distinct_\d|diversity)$")
+SEED = "seed"
+
+
+def _mean_and_spread(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return mean, spread
+
+
 def plot_metric_vs_knob(jobs: list[Job], metric: str, knob: str, others: list[str], max_lines: int, path: Path):
     """metric against knob, one line per combination of the other swept keys (points when the combinations
-    are too many or each has one job); None when there is nothing to draw."""
+    are too many or each has one job); a swept seed becomes each point's mean and standard deviation. The
+    y axis starts at 0 for a metric that cannot be negative and ends at 1 for a rate or accuracy. None when
+    there is nothing to draw."""
     import matplotlib.pyplot as plt
 
+    seeds = SEED in others and knob != SEED
+    others = [key for key in others if not (seeds and key == SEED)]
     points = [
         (number(job.overrides.get(knob)), job.metrics[metric], tuple(job.overrides.get(k) for k in others))
         for job in jobs
@@ -35,9 +50,9 @@ def plot_metric_vs_knob(jobs: list[Job], metric: str, knob: str, others: list[st
     ]
     if len({x for x, _, _ in points}) < 2:
         return None
-    groups: dict[tuple, list[tuple[float, float]]] = {}
+    groups: dict[tuple, dict[float, list[float]]] = {}
     for x, y, group in points:
-        groups.setdefault(group, []).append((x, y))
+        groups.setdefault(group, {}).setdefault(x, []).append(y)
     figure, axes = plt.subplots(figsize=(6.4, 4.4))
     if len(groups) > max_lines or (len(groups) > 1 and all(len(xy) == 1 for xy in groups.values())):
         # a random search (Optuna): every job its own combination, so points, coloured by the other knob
@@ -49,16 +64,24 @@ def plot_metric_vs_knob(jobs: list[Job], metric: str, knob: str, others: list[st
             axes.scatter([x for x, _, _ in points], [y for _, y, _ in points])
         axes.set_title(f"{metric} vs {knob} (each point a job; {', '.join(others)} vary)", fontsize=9)
     else:
-        for group, xy in groups.items():
-            xy.sort()
+        for group, by_x in groups.items():
+            xs = sorted(by_x)
+            stats = [_mean_and_spread(by_x[x]) for x in xs]
             label = ", ".join(f"{k}={short(v)}" for k, v in zip(others, group)) or None
-            axes.plot([x for x, _ in xy], [y for _, y in xy], marker="o", label=label)
-        axes.set_title(f"{metric} vs {knob}", fontsize=10)
+            if seeds:
+                axes.errorbar(xs, [m for m, _ in stats], yerr=[sd for _, sd in stats], marker="o", capsize=3,
+                              label=label)
+            else:
+                axes.plot(xs, [m for m, _ in stats], marker="o", label=label)
+        axes.set_title(f"{metric} vs {knob}" + (" (mean and sd over seeds)" if seeds else ""), fontsize=10)
         if others:
             axes.legend(fontsize=7)
     xs = [x for x, _, _ in points]
     if min(xs) > 0 and max(xs) / min(xs) >= 10:
         axes.set_xscale("log")
+    ys = [y for _, y, _ in points]
+    if min(ys) >= 0:
+        axes.set_ylim(bottom=0, top=1.02 if BOUNDED.search(metric) and max(ys) <= 1 else None)
     axes.set_xlabel(knob)
     axes.set_ylabel(metric)
     axes.grid(alpha=0.3)

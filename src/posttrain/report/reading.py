@@ -36,6 +36,8 @@ class Job:
     metrics: dict[str, float] = field(default_factory=dict)
     # metrics.jsonl rows by stage ("" for a single-method run), in stage order
     curves: dict[str, list[dict]] = field(default_factory=dict)
+    # the results.json key the job returned to a sweeper (its config's objective), if any
+    objective: str | None = None
 
 
 # --- reading the jobs ----------------------------------------------------------------------------------
@@ -154,6 +156,7 @@ def read_job(path: Path) -> Job:
         error=error,
         metrics=read_metrics(run_dir),
         curves=read_curves(run_dir),
+        objective=run_dir.read_config().get("objective"),
     )
 
 
@@ -216,3 +219,14 @@ def metric_names(jobs: list[Job], wanted) -> list[str]:
         return [str(name) for name in wanted]
     names = {name for job in jobs for name in job.metrics} - set(RUN_FIGURES)
     return [m for m in PREFERRED_METRICS if m in names] + sorted(names - set(PREFERRED_METRICS))
+
+
+def headline_names(jobs: list[Job], wanted, room: int) -> list[str]:
+    """The metrics report.md shows (at most `room`): the ones asked for, else the sweep's objective and the
+    headline metrics the jobs have (report.csv keeps every metric)."""
+    if wanted:
+        return [str(name) for name in wanted]
+    names = {name for job in jobs for name in job.metrics}
+    chosen = [job.objective for job in jobs if job.objective in names][:1]
+    chosen += [m for m in PREFERRED_METRICS if m in names and m not in chosen]
+    return chosen[:max(1, room)]

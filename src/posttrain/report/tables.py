@@ -21,10 +21,11 @@ def short(value: float | str | None) -> str:
     return f"{value:.4g}"
 
 
-def table_rows(jobs: list[Job], keys: list[str], metrics: list[str]) -> tuple[list[str], list[list]]:
-    header = ["job", *keys, "state", "error", *metrics]
+def table_rows(jobs: list[Job], keys: list[str], metrics: list[str], errors: bool = True) -> tuple[list[str], list[list]]:
+    """A row per job: its name, the varying keys, its state (and error), the metrics."""
+    header = ["job", *keys, "state", *(["error"] if errors else []), *metrics]
     rows = [
-        [job.name, *[job.overrides.get(key) for key in keys], job.state, job.error,
+        [job.name, *[job.overrides.get(key) for key in keys], job.state, *([job.error] if errors else []),
          *[job.metrics.get(metric) for metric in metrics]]
         for job in jobs
     ]

@@ -11,11 +11,14 @@ from omegaconf import DictConfig
 
 from posttrain.errors import PosttrainError
 from posttrain.report.plots import file_name, plot_learning_curves, plot_metric_vs_knob
-from posttrain.report.reading import metric_names, numeric_knobs, read_jobs, swept_keys, varying_keys
+from posttrain.report.reading import (headline_names, metric_names, numeric_knobs, read_jobs, swept_keys,
+                                      varying_keys)
 from posttrain.report.tables import csv_table, markdown_table, short, table_rows
 from posttrain.rundir import RunDir, SweepDir
 
 PLOTS = "plots"
+# report.md's table at most: job, the varying keys, state, then the objective and headline metrics
+MAX_COLUMNS = 10
 
 
 def _optuna_line(root: Path) -> str:
@@ -45,9 +48,11 @@ def write_report(cfg: DictConfig) -> Report:
     jobs = read_jobs(root)
     out = Path(str(cfg.out)).expanduser().absolute() if cfg.get("out") else root
     keys = varying_keys(jobs, swept_keys(root), lone_run=RunDir(root).is_run())
-    metrics = metric_names(jobs, cfg.get("metrics"))
-    header, rows = table_rows(jobs, keys, metrics)
+    metrics = metric_names(jobs, cfg.get("metrics"))  # every one, in report.csv
+    headline = headline_names(jobs, cfg.get("metrics"), MAX_COLUMNS - 2 - len(keys))
+    header, rows = table_rows(jobs, keys, headline, errors=False)
     table = markdown_table(header, rows)
+    failed = [f"- {job.name}: {job.error}" for job in jobs if job.error]
     try:
         (out / PLOTS).mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -59,7 +64,7 @@ def write_report(cfg: DictConfig) -> Report:
         stale.unlink(missing_ok=True)  # from an earlier report of this sweep
     plots, flat = [], []
     knobs = numeric_knobs(jobs, keys) if len(jobs) > 1 else []
-    for metric in metrics:
+    for metric in headline:
         values = [job.metrics[metric] for job in jobs if metric in job.metrics]
         if len(set(values)) < 2:
             flat += [metric] if len(values) > 1 else []
@@ -81,6 +86,10 @@ def write_report(cfg: DictConfig) -> Report:
     text = (f"# Report: {root}\n\n{len(jobs)} job{'s' if len(jobs) != 1 else ''}: {counts}; "
             f"{disk:,.0f} MiB on disk\n\n" + _optuna_line(root))
     text += table + "\n"
+    if failed:
+        text += "Errors:\n\n" + "\n".join(failed) + "\n\n"
+    if len(metrics) > len(headline):
+        text += f"report.csv holds every metric ({len(metrics)}); this table the headline ones.\n\n"
     if flat and knobs:
         text += f"Not plotted (the same in every job): {', '.join(flat)}\n\n"
     if plots:
@@ -89,5 +98,5 @@ def write_report(cfg: DictConfig) -> Report:
         )
     markdown, csv_file = out / "report.md", out / "report.csv"
     markdown.write_text(text, encoding="utf-8")
-    csv_file.write_text(csv_table(header, rows), encoding="utf-8")
+    csv_file.write_text(csv_table(*table_rows(jobs, keys, metrics)), encoding="utf-8")
     return Report(markdown, csv_file, plots, table)
