@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from posttrain.data.files import looks_local
 from posttrain.errors import PosttrainError
-from posttrain.registry import get_method
+from posttrain.registry import get_evaluator, get_method
 from posttrain.schema import validate
 
 
@@ -231,4 +231,6 @@ def check_config(cfg: DictConfig):
 
     validate(cfg, ("eval",))
     check_keep_best(cfg.training)
+    if cfg.get("eval") is not None:  # settings that would fail only at the end of training
+        get_evaluator(cfg.eval.name).check_settings(OmegaConf.to_container(cfg.eval, resolve=True))
     return method

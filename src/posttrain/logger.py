@@ -35,6 +35,7 @@ def quiet_libraries() -> None:
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)  # eval=lm_eval: the harness's notes on every call
 
 
 def wandb_key_configured() -> bool:

@@ -182,10 +182,17 @@ class Evaluator:
     metrics: tuple[str, ...] = ()
     # it samples from the model, so a model that cannot generate (a reward model) skips it
     generates: bool = True
+    # "module:function" taking the eval settings (a dict) and raising PosttrainError for settings that would
+    # fail at the end of training; run before any model loads
+    check: str | None = None
 
     def run(self, model, tokenizer, request):
         """The evaluator's EvalOutput for this model (imports the evaluator's module now)."""
         return _import(self.function)(model, tokenizer, request)
+
+    def check_settings(self, settings: dict) -> None:
+        if self.check:
+            _import(self.check)(settings)
 
 
 _GAME_METRICS = tuple(f"vs_{opponent}_{outcome}_rate" for opponent in ("random", "perfect")
@@ -196,7 +203,7 @@ EVALUATORS: dict[str, Evaluator] = {
     e.name: e
     for e in (
         Evaluator("none", None, "no task evaluation: the method's own metrics on the eval split only"),
-        Evaluator("tictactoe", "posttrain.tictactoe.evaluate:evaluate",
+        Evaluator("tictactoe", "posttrain.evaluators.tictactoe:evaluate",
                   "held-out positions (legal, optimal moves) and games against a random and a perfect player",
                   ("optimal_move_rate", "legal_move_rate", "eval_positions", "games_per_opponent", *_GAME_METRICS)),
         Evaluator("classification", "posttrain.evaluators.classification:evaluate",
@@ -207,7 +214,8 @@ EVALUATORS: dict[str, Evaluator] = {
                   "bucket", ("embedding_diversity", "distinct_1", "distinct_2", "mean_completion_tokens",
                              "diversity_prompts", "judge_quality")),
         Evaluator("lm_eval", "posttrain.evaluators.lm_eval:evaluate",
-                  "EleutherAI lm-evaluation-harness tasks by name, or a local task YAML (pip install -e .[eval])"),
+                  "EleutherAI lm-evaluation-harness tasks by name, or a local task YAML (pip install -e .[eval])",
+                  check="posttrain.evaluators.lm_eval:check"),
     )
 }
 
