@@ -26,7 +26,7 @@ SOURCE = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundations", ["posttrain", "posttrain.errors", "posttrain.redact", "posttrain.rundir", "posttrain.options",
-                     "posttrain.conf"]),
+                     "posttrain.conf", "posttrain.progress"]),
     ("parts", ["posttrain.registry", "posttrain.data", "posttrain.models", "posttrain.hardware",
                "posttrain.tictactoe", "posttrain.evaluators", "posttrain.rewards", "posttrain.adapters", "posttrain.evaluation",
                "posttrain.logger", "posttrain.checks", "posttrain.schema", "posttrain.sweep", "posttrain.naming",

@@ -93,7 +93,12 @@ class Evaluation:
 
     def evaluate(self, trainer, tokenizer, run_dir) -> dict:
         """The end of a run: the eval split's metrics and the evaluator's; its samples go to samples.jsonl."""
-        results = _eval_split_metrics(trainer) if self.eval_split else {}
+        results = {}
+        if self.eval_split and trainer.eval_dataset is not None:
+            log.info("evaluation: the method's metrics on %d eval rows", len(trainer.eval_dataset))
+            results = _eval_split_metrics(trainer)
+        if self.evaluator.function is not None:
+            log.info("evaluation: eval=%s (%s)", self.evaluator.name, self.evaluator.summary)
         output = self.run_evaluator(trainer.accelerator.unwrap_model(trainer.model), tokenizer)
         if output is not None:
             results.update(output.metrics)

@@ -9,17 +9,20 @@ import random
 import torch
 
 from posttrain.evaluators import EvalOutput, EvalRequest
+from posttrain.progress import bar
 from posttrain.tictactoe import dataset, game
 
 
 @torch.no_grad()
-def answers(model, tokenizer, boards: list[str], max_new_tokens: int, batch_size: int = 64) -> list[str]:
-    """The model's greedy answer to each board's question."""
+def answers(model, tokenizer, boards: list[str], max_new_tokens: int, batch_size: int = 64,
+            description: str = "") -> list[str]:
+    """The model's greedy answer to each board's question (a progress bar named `description` on a terminal)."""
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     was_training = model.training
     model.eval()
     texts: list[str] = []
+    progress = bar(len(boards), description, "position") if description else None
     try:
         for start in range(0, len(boards), batch_size):
             chunk = boards[start : start + batch_size]
@@ -33,7 +36,11 @@ def answers(model, tokenizer, boards: list[str], max_new_tokens: int, batch_size
                 eos_token_id=tokenizer.eos_token_id,
             )
             texts += tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+            if progress is not None:
+                progress.update(len(chunk))
     finally:
+        if progress is not None:
+            progress.close()
         tokenizer.padding_side = padding_side
         model.train(was_training)
     return texts
@@ -57,6 +64,7 @@ def play_games(model, tokenizer, opponent: str, games: int, max_new_tokens: int,
     """Win/draw/loss rates of the model over `games` games, playing X in the first half and O in the rest."""
     rng = random.Random(seed)
     boards = [game.START] * games
+    progress = bar(games, f"games vs {opponent}", "game")
     model_side = ["X" if i < (games + 1) // 2 else "O" for i in range(games)]
     outcome: list[str | None] = [None] * games
     while any(o is None for o in outcome):
@@ -74,6 +82,8 @@ def play_games(model, tokenizer, opponent: str, games: int, max_new_tokens: int,
             if outcome[i] is None and game.is_over(boards[i]):
                 win = game.winner(boards[i])
                 outcome[i] = "draw" if win is None else ("win" if win == model_side[i] else "loss")
+        progress.update(sum(o is not None for o in outcome) - progress.n)
+    progress.close()
     return {
         f"vs_{opponent}_win_rate": outcome.count("win") / games,
         f"vs_{opponent}_draw_rate": outcome.count("draw") / games,
@@ -94,7 +104,7 @@ def evaluate(model, tokenizer, request: EvalRequest) -> EvalOutput:
         boards = random.Random(request.seed).sample(boards, int(limit))
     if limit is not None:
         games = min(games, int(limit))
-    texts = answers(model, tokenizer, boards, max_new_tokens)
+    texts = answers(model, tokenizer, boards, max_new_tokens, description="held-out positions")
     moves = [dataset.parse_move(text) for text in texts]
     results = {"eval_positions": len(boards), "games_per_opponent": games}
     results.update(move_quality(boards, moves))

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from posttrain.progress import bar
 from posttrain.rundir import RunDir, fsync_tree
 from posttrain.speed import GpuSpeed, peak_memory_gib
 
@@ -250,3 +251,38 @@ class TaskEvaluation(TrainerCallback):
         self.run_dir.log_metrics(record)
         log.info("step %d/%d | %s | on %d items", state.global_step, state.max_steps,
                  " | ".join(f"{k} {v:.4g}" for k, v in list(numbers.items())[:2]), limit)
+
+
+class ProgressBar(TrainerCallback):
+    """The training bar on a terminal (posttrain.progress): optimizer steps with the last loss and tokens/s,
+    and tqdm's time left."""
+
+    def __init__(self, description: str):
+        self.description = description
+        self.bar = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        given = f"max_steps={args.max_steps}" if args.max_steps > 0 else f"{args.num_train_epochs:g} epoch(s)"
+        log.info("training: %d optimizer steps (%s)%s", state.max_steps, given,
+                 f", resuming at step {state.global_step}" if state.global_step else "")
+        self.bar = bar(state.max_steps, self.description, "step", initial=state.global_step)
+        self._since = (time.monotonic(), state.num_input_tokens_seen)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is None or not logs or "loss" not in logs:
+            return
+        figures = [f"loss {logs['loss']:.4g}"]
+        now, tokens = time.monotonic(), state.num_input_tokens_seen
+        if tokens > self._since[1] and now > self._since[0]:
+            figures.append(f"{(tokens - self._since[1]) / (now - self._since[0]):,.0f} tok/s")
+        self._since = (now, tokens)
+        self.bar.set_postfix_str(", ".join(figures))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

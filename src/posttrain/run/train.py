@@ -36,7 +36,9 @@ from posttrain.models.loading import (
 )
 from posttrain.plan import GIB, check_fits, longest_prompt, make_plan
 from posttrain.redact import redact
-from posttrain.run.callbacks import CheckpointJournal, MetricsLog, NonFiniteGuard, StopOnSignal, TaskEvaluation
+from posttrain.progress import around_bars
+from posttrain.run.callbacks import (CheckpointJournal, MetricsLog, NonFiniteGuard, ProgressBar, StopOnSignal,
+                                     TaskEvaluation)
 from posttrain.rundir import COMPLETED, RunDir, checkpoint_step, fsync_tree, write_atomic
 from posttrain.speed import GpuSpeed
 
@@ -207,7 +209,7 @@ def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
         data=data,
         peft_config=adapters.lora,
         callbacks=[metrics, CheckpointJournal(run_dir), stopper, guard, *tracker_callbacks,
-                   TaskEvaluation(evaluation, tokenizer, run_dir)],
+                   TaskEvaluation(evaluation, tokenizer, run_dir), ProgressBar(f"{run_dir.name}: {method.name}")],
         run_dir=run_dir,
         hardware=hardware,
         report_to=report_to,
@@ -220,7 +222,8 @@ def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
     log.info("training: method=%s on %s (%s), run dir %s", method.name, hardware.device, hardware.precision, run_dir.path)
     log.info("training: %s", describe_learning_rate(cfg))
     started = time.monotonic()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    with around_bars():
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     if stopper.received is not None:
         signame = signal.Signals(stopper.received).name
         raise Interrupted(f"stopped by {signame} at step {trainer.state.global_step}", stopper.received)
@@ -249,7 +252,8 @@ def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
         results["skipped_nonfinite_steps"] = guard.bad_steps
     if data.skipped:
         results["skipped_bad_rows"] = len(data.skipped)
-    results.update(evaluation.evaluate(trainer, tokenizer, run_dir))
+    with around_bars():
+        results.update(evaluation.evaluate(trainer, tokenizer, run_dir))
     keep = bool(cfg.training.keep_checkpoints)
     results["disk_mib"] = round(run_dir.disk_bytes(without_checkpoints=not keep) / 2**20, 1)  # what stays
     run_dir.write_results(results)
