@@ -16,6 +16,9 @@ def test_beta_sweep_runs_one_job_per_value_and_trains_sft_once(workdir):
         workdir,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    # the sweep ends with its best job (on the headline metric) and the report command
+    assert "  best    dpo_beta=" in result.stdout and ": optimal_move_rate " in result.stdout
+    assert "  report  python -m posttrain.report " in result.stdout
     jobs = sorted(p for p in (workdir / "multirun" / "beta").iterdir() if p.is_dir())
     # job folders are named by their overrides (Hydra sorts them by key)
     assert [p.name for p in jobs] == [

@@ -92,7 +92,7 @@ def failed_job_value(cfg: DictConfig, sweeper: DictConfig | None) -> float | Non
 
 # --- after the sweep: the summary and the exit status ----------------------------------------------------
 
-def summarize(sweep_dir: Path, launched_at: str) -> tuple[str, list[str]]:
+def summarize(sweep_dir: Path, launched_at: str, objective: str | None = None) -> tuple[str, list[str]]:
     """The summary's text and one line per job that did not complete (a job completed before launched_at
     was skipped: it was already complete)."""
     completed, failed, skipped, other = [], [], [], []
@@ -112,7 +112,30 @@ def summarize(sweep_dir: Path, launched_at: str) -> tuple[str, list[str]]:
         f"(already complete){f', {len(other)} unfinished' if other else ''}"
     ]
     lines += [f"  failed  {line}" for line in failed] + [f"  unfinished  {line}" for line in other]
+    best = best_job(sweep_dir, objective)
+    if best:
+        lines.append(f"  best    {best}")
+    lines.append(f"  report  python -m posttrain.report {sweep_dir}")
     return "\n".join(lines), failed + other
+
+
+def best_job(sweep_dir: Path, objective: str | None = None) -> str:
+    """'<job>: <metric> <value>' for the completed job best on the objective (else on the first headline
+    metric the jobs have, in its known direction); '' when no job has it."""
+    from posttrain.summary import HEADLINE_METRICS
+
+    results = {}
+    for job in SweepDir(sweep_dir).jobs():
+        if job.is_completed() and job.results.exists():
+            results[job.name] = job.read_results()
+    present = [m for m in ([objective] if objective else []) + list(HEADLINE_METRICS)
+               if any(isinstance(r.get(m), (int, float)) for r in results.values())]
+    if not present:
+        return ""
+    metric = present[0]
+    scored = [(r[metric], name) for name, r in results.items() if isinstance(r.get(metric), (int, float))]
+    value, name = (min if better_direction(metric) == "minimize" else max)(scored)
+    return f"{name}: {metric} {value:.4g}"
 
 
 class SweepSummary(Callback):
@@ -129,7 +152,7 @@ class SweepSummary(Callback):
         self.launched_at = datetime.datetime.now().isoformat(timespec="seconds")
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        text, problems = summarize(Path(config.hydra.sweep.dir), self.launched_at)
+        text, problems = summarize(Path(config.hydra.sweep.dir), self.launched_at, config.get("objective"))
         print(text, flush=True)
         if problems:
             raise SystemExit(1)
