@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("foundations", ["posttrain", "posttrain.errors", "posttrain.redact", "posttrain.rundir", "posttrain.options",
                      "posttrain.conf", "posttrain.progress"]),
     ("parts", ["posttrain.registry", "posttrain.data", "posttrain.models", "posttrain.hardware",
-               "posttrain.tictactoe", "posttrain.evaluators", "posttrain.rewards", "posttrain.adapters", "posttrain.evaluation",
+               "posttrain.tictactoe", "posttrain.evaluators", "posttrain.scoring", "posttrain.rewards", "posttrain.adapters", "posttrain.evaluation",
                "posttrain.logger", "posttrain.checks", "posttrain.schema", "posttrain.sweep", "posttrain.naming",
                "posttrain.learning_rate", "posttrain.speed", "posttrain.distributed", "posttrain.memory",
                "posttrain.summary"]),

@@ -16,7 +16,7 @@ from conftest import run_posttrain
 from posttrain.compose import compose_tool_config
 from posttrain.errors import PosttrainError
 from posttrain.pairs.build import build_pairs
-from posttrain.pairs.candidates import builtin_input, read_candidates
+from posttrain.scoring.candidates import builtin_input, read_candidates
 
 COLUMNS = ["prompt", "chosen", "rejected", "chosen_score", "rejected_score", "criterion"]
 BUILTIN = [json.loads(line) for line in builtin_input().read_text().splitlines()]
@@ -125,7 +125,7 @@ def tiny_judge(tmp_path_factory) -> Path:
 
 
 def test_llm_judge_scores_are_expected_ratings_independent_of_batching(workdir, tiny_judge):
-    from posttrain.pairs.judge import judge_scores
+    from posttrain.scoring.judge import judge_scores
 
     five = write_jsonl(workdir / "five.jsonl", BUILTIN[:5])
     frame = build(workdir, "criterion=llm_judge", f"input={five}", f"judge.path={tiny_judge}", "batch_size=3")

@@ -212,7 +212,7 @@ EVALUATORS: dict[str, Evaluator] = {
         Evaluator("diversity", "posttrain.evaluators.diversity:evaluate",
                   "k samples per prompt: mean pairwise embedding distance, distinct-1/2, length, per creativity "
                   "bucket", ("embedding_diversity", "distinct_1", "distinct_2", "mean_completion_tokens",
-                             "diversity_prompts", "judge_quality")),
+                             "diversity_prompts", "judge_quality"), check="posttrain.evaluators.diversity:check"),
         Evaluator("lm_eval", "posttrain.evaluators.lm_eval:evaluate",
                   "EleutherAI lm-evaluation-harness tasks by name, or a local task YAML (pip install -e .[eval])",
                   check="posttrain.evaluators.lm_eval:check"),

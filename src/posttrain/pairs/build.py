@@ -13,10 +13,10 @@ from typing import Callable
 from omegaconf import DictConfig
 
 from posttrain.errors import PosttrainError
-from posttrain.pairs.candidates import Candidates, Prompt, read_candidates
-from posttrain.pairs.embedding import embedder_source, embedding_scores
-from posttrain.pairs.judge import judge_model_config, judge_scores
-from posttrain.pairs.quality import quality_scores
+from posttrain.scoring.candidates import Candidates, Prompt, read_candidates
+from posttrain.scoring.embedding import embedder_source, embedding_scores
+from posttrain.scoring.judge import judge_model_config, judge_scores
+from posttrain.scoring.quality import quality_scores
 
 # Scores closer than this count as equal (floating-point noise of the embedder and judge).
 TIE = 1e-9

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from posttrain.data.files import looks_local
 from posttrain.errors import PosttrainError
-from posttrain.pairs.candidates import Prompt
+from posttrain.scoring.candidates import Prompt
 
 
 def embedder_source(cfg: DictConfig) -> str:

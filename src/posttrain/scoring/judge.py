@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from posttrain.data.files import looks_local
 from posttrain.errors import PosttrainError
 from posttrain.options import group_option
-from posttrain.pairs.candidates import Prompt
+from posttrain.scoring.candidates import Prompt
 
 DIGITS = range(1, 10)
 PLACEHOLDER = re.compile(r"\{(prompt|response)\}")

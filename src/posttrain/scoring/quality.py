@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from posttrain.pairs.candidates import Prompt
+from posttrain.scoring.candidates import Prompt
 
 
 def quality_scores(prompts: list[Prompt], cfg: DictConfig, device: str) -> list[list[float]]:
