@@ -213,6 +213,10 @@ EVALUATORS: dict[str, Evaluator] = {
                   "k samples per prompt: mean pairwise embedding distance, distinct-1/2, length, per creativity "
                   "bucket", ("embedding_diversity", "distinct_1", "distinct_2", "mean_completion_tokens",
                              "diversity_prompts", "judge_quality"), check="posttrain.evaluators.diversity:check"),
+        Evaluator("preference", "posttrain.evaluators.preference:evaluate",
+                  "held-out pairs: how often and by how much the model (its implicit reward, or a reward model's "
+                  "score) prefers chosen to rejected", ("preference_accuracy", "preference_margin", "preference_pairs"),
+                  generates=False),
         Evaluator("lm_eval", "posttrain.evaluators.lm_eval:evaluate",
                   "EleutherAI lm-evaluation-harness tasks by name, or a local task YAML (pip install -e .[eval])",
                   check="posttrain.evaluators.lm_eval:check"),
