@@ -11,7 +11,6 @@ line picks the evaluator, else the run's own. The figures go to eval-<evaluator>
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 from pathlib import Path
@@ -26,8 +25,6 @@ from posttrain.logger import quiet_libraries
 from posttrain.models.loading import load_model, load_tokenizer, load_trained
 from posttrain.registry import get_method
 from posttrain.rundir import RunDir, write_atomic
-
-log = logging.getLogger(__name__)
 
 
 def eval_given(argv: list[str]) -> bool:
