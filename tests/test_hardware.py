@@ -11,6 +11,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from posttrain import hardware as hw
+from posttrain.errors import PosttrainError
 from posttrain.hardware import resolve_hardware
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
@@ -186,3 +187,14 @@ def test_throughput_choices_read_the_registry_row():
     assert precomputes_reference("dpo") and precomputes_reference("kto") and not precomputes_reference("online_dpo")
     assert online("online_dpo") and online("grpo") and not online("dpo")
     assert sequences_per_row("dpo") == 2 and sequences_per_row("online_dpo") == 1 and sequences_per_row("sft") == 1
+
+
+def test_lora_on_a_mixture_of_experts_leaves_liger_off(fake_h200):
+    """Liger's fused expert kernel would skip the LoRA adapters peft puts on the expert weights (on an H200
+    the Qwen3-30B-A3B DPO preset failed with Liger on): auto leaves it off, asking for it is refused."""
+    cfg = composed("hardware=gpu", "method=dpo", "model=qwen3-30b-a3b", "model.init=random", "lora_rank=16")
+    chosen = resolve(cfg, "dpo", lora=True)
+    assert not chosen.liger and "expert" in chosen.reasons["liger"]
+    assert resolve(composed("hardware=gpu", "method=dpo", "model=qwen3-8b", "lora_rank=16"), "dpo", lora=True).liger
+    with pytest.raises(PosttrainError, match="hardware.liger=true cannot train LoRA on a mixture of experts"):
+        resolve(composed("hardware=gpu", "method=dpo", "model=qwen3-30b-a3b", "hardware.liger=true"), "dpo", lora=True)

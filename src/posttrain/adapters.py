@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -21,27 +24,40 @@ class Adapters:
         return self.lora is not None
 
 
-def resolve_adapters(peft: DictConfig, lora_rank: int, head: str) -> Adapters:
-    """`peft`: the peft group; `lora_rank`: the top-level knob; `head`: the method row's head."""
-    return Adapters(lora_config(peft, lora_rank, head), quantization_config(peft))
+def resolve_adapters(peft: DictConfig, lora_rank: int, head: str, model_cfg: DictConfig | None = None) -> Adapters:
+    """`peft`: the peft group; `lora_rank`: the top-level knob; `head`: the method row's head; `model_cfg`:
+    the model group (a mixture of experts changes what LoRA can do)."""
+    return Adapters(lora_config(peft, lora_rank, head, mixture_of_experts(model_cfg)), quantization_config(peft))
+
+
+def mixture_of_experts(model_cfg: DictConfig | None) -> bool:
+    """Whether the model's architecture routes tokens to experts (transformers fuses their weights)."""
+    architecture = (model_cfg.get("architecture") if model_cfg is not None else None) or {}
+    return bool(architecture.get("num_experts") or architecture.get("num_local_experts"))
 
 
 def uses_lora(peft: DictConfig, lora_rank: int) -> bool:
     return peft.name != "none" and lora_rank > 0
 
 
-def lora_config(peft: DictConfig, lora_rank: int, head: str):
+def lora_config(peft: DictConfig, lora_rank: int, head: str, experts: bool = False):
     if not uses_lora(peft, lora_rank):
         return None
     from peft import LoraConfig
 
+    dropout = float(peft.lora_dropout)
+    if experts and dropout:
+        # transformers stores a mixture's experts as one 3-D weight per layer; peft adapts those weights
+        # directly (target_parameters), and that path takes no dropout
+        log.info("peft: lora_dropout=0 instead of %s: LoRA on fused expert weights takes no dropout", dropout)
+        dropout = 0.0
     targets = peft.target_modules
     if not isinstance(targets, str):
         targets = OmegaConf.to_container(targets, resolve=True)
     return LoraConfig(
         r=int(lora_rank),
         lora_alpha=peft.lora_alpha,
-        lora_dropout=peft.lora_dropout,
+        lora_dropout=dropout,
         target_modules=targets,
         task_type="SEQ_CLS" if head == "sequence_classification" else "CAUSAL_LM",
     )

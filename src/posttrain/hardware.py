@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from omegaconf import DictConfig
 
+from posttrain.adapters import mixture_of_experts
 from posttrain.errors import PosttrainError
 from posttrain.memory import activation_bytes_per_token, model_shape
 
@@ -218,9 +219,15 @@ def resolve_hardware(
         return fast
 
     liger_ok = installed("liger_kernel")
-    liger = choose("liger", gpu and liger_ok and not online(method), "installed",
+    # Liger replaces a mixture's expert forward with its own kernel, which skips peft's LoRA on expert weights
+    expert_lora = lora and mixture_of_experts(model_cfg)
+    liger = choose("liger", gpu and liger_ok and not online(method) and not expert_lora, "installed",
                    "not on a GPU" if not gpu else "liger-kernel not installed (pip install -e '.[gpu]')" if not liger_ok
+                   else "Liger's expert kernel skips LoRA on a mixture's expert weights" if expert_lora
                    else f"{method} samples most of its time, which Liger's patched model slows (measured)")
+    if liger and expert_lora:
+        raise PosttrainError("hardware.liger=true cannot train LoRA on a mixture of experts: Liger's expert kernel "
+                             "skips the adapters on the expert weights", "set hardware.liger=auto (or false)")
     packing = choose("packing", gpu and packs(method), "padding-free, per-example attention",
                      "not on a GPU" if not gpu else f"TRL pads {method} batches")
     compile_ = choose("compile", False, "", "compile time does not pay for short runs")

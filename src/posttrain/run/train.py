@@ -149,7 +149,7 @@ def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
     method = check_config(cfg)  # the registry row, resolved once here; each module below gets only its part
     quiet_libraries()
     check_method_args(cfg.method, method)  # TRL's config fields and types, before any data or model loads
-    adapters = resolve_adapters(cfg.peft, int(cfg.lora_rank), method.head)
+    adapters = resolve_adapters(cfg.peft, int(cfg.lora_rank), method.head, cfg.model)
     evaluation = resolve_evaluation(method, cfg.get("eval"), cfg.dataset, int(cfg.training.eval_steps), int(cfg.seed))
     run_name = cfg.wandb_name or run_dir.name
     hardware = resolve_hardware(
