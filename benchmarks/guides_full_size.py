@@ -41,7 +41,7 @@ CASES = {
                                 "training.gradient_accumulation_steps=2"], "dpo", 151_936),
     "diversity_dpo_qwen3-30b-a3b": (["experiment=diversity_dpo", "model=qwen3-30b-a3b",
                                      "training.gradient_accumulation_steps=1", "batch_size=4"], "dpo", 151_936),
-    "nli_qlora_mistral-7b": (["experiment=nli_qlora", "training.gradient_accumulation_steps=1"], "sft", 32_000),
+    "nli_qlora_mistral-7b": (["experiment=nli_qlora"], "sft", 32_000),
     "minimind_sft_qwen2.5-0.5b": (["experiment=minimind_posttrain", "method=sft", "model=qwen2.5-0.5b"], "sft", 151_936),
     "minimind_dpo_qwen2.5-0.5b": (["experiment=minimind_posttrain", "method=dpo", "model=qwen2.5-0.5b"], "dpo", 151_936),
     # GRPO on the synthetic rows: a format reward of the same cost as the game's (the rows are not boards)

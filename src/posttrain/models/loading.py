@@ -188,6 +188,7 @@ def _quantized(model: PreTrainedModel, dtype: torch.dtype, quantization, head: s
     plain = OmegaConf.create({"gguf_file": None, "trust_remote_code": False})
     with tempfile.TemporaryDirectory(prefix="posttrain-random-init-") as folder:
         model.save_pretrained(folder)
+        model.to("meta")  # frees the full-precision copy before the 4-bit one loads (it doubled the GPU peak)
         return _pretrained_model(folder, plain, dtype, quantization, head)
 
 
