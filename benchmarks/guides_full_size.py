@@ -11,8 +11,9 @@ here offline (weights do not change speed or memory: the published architecture 
 measures what the user gets). It trains --steps optimizer steps and reads the run's own results.json:
 tokens/s (real tokens), MFU, peak allocated GPU memory, and planned_peak_memory_gib (plan=true's estimate
 for the same config). Cases run in order until --budget seconds are spent; a case that fails records its
-error line. Gradient accumulation is cut to a few micro-batches per step where the guide's is large (memory
-and tokens/s do not depend on it; seconds per guide step = its tokens / tokens per second).
+error line. Gradient accumulation is cut where the guide's is large (the DPO guide's 32 to 8: an effective
+batch of 64 still lets the automatic micro-batch reach the 32 it picks at the guide's 256; memory and tokens/s
+depend on the micro-batch, not on accumulation; seconds per guide step = its tokens / tokens per second).
 """
 
 from __future__ import annotations
@@ -34,13 +35,13 @@ CASES = {
     "tictactoe_sft_qwen2.5-0.5b": (["method=sft", "model=qwen2.5-0.5b"], "sft", 151_936),
     "tictactoe_dpo_qwen2.5-0.5b": (["method=dpo", "model=qwen2.5-0.5b"], "dpo", 151_936),
     "diversity_dpo_qwen3-4b": (["experiment=diversity_dpo", "model=qwen3-4b",
-                                "training.gradient_accumulation_steps=2"], "dpo", 151_936),
+                                "training.gradient_accumulation_steps=8"], "dpo", 151_936),
     "smollm3_sft_smollm3-3b": (["method=sft", "model=smollm3-3b"], "sft", 128_256),
     "smollm3_dpo_smollm3-3b": (["method=dpo", "model=smollm3-3b", "batch_size=8"], "dpo", 128_256),
     "diversity_dpo_qwen3-8b": (["experiment=diversity_dpo", "model=qwen3-8b",
-                                "training.gradient_accumulation_steps=2"], "dpo", 151_936),
+                                "training.gradient_accumulation_steps=8"], "dpo", 151_936),
     "diversity_dpo_qwen3-30b-a3b": (["experiment=diversity_dpo", "model=qwen3-30b-a3b",
-                                     "training.gradient_accumulation_steps=1", "batch_size=4"], "dpo", 151_936),
+                                     "training.gradient_accumulation_steps=8"], "dpo", 151_936),
     "nli_qlora_mistral-7b": (["experiment=nli_qlora"], "sft", 32_000),
     "minimind_sft_qwen2.5-0.5b": (["experiment=minimind_posttrain", "method=sft", "model=qwen2.5-0.5b"], "sft", 151_936),
     "minimind_dpo_qwen2.5-0.5b": (["experiment=minimind_posttrain", "method=dpo", "model=qwen2.5-0.5b"], "dpo", 151_936),
