@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -200,3 +201,23 @@ def test_optuna_preset_finds_the_best_trial(tmp_path):
     assert [row["state"] for row in read_csv(sweep_dir / "report.csv")] == ["completed"] * 3
     assert "Optuna best value:" in (sweep_dir / "report.md").read_text()
     assert_png(sweep_dir / "plots" / "eval-loss_vs_learning_rate.png")
+
+
+def _job(number: int, **metrics):
+    from posttrain.report.reading import Job
+
+    return Job(path=Path(f"/nonexistent/{number}"), name=str(number), number=number, overrides={}, swept=set(),
+               state="completed", metrics=metrics)
+
+
+def test_plots_show_the_results_that_differ_and_losses_only_when_no_result_differs():
+    from posttrain.report.reading import plotted_names
+
+    headline = ["optimal_move_rate", "legal_move_rate", "train_loss", "eval/loss"]
+    learned = [_job(0, optimal_move_rate=0.8, legal_move_rate=1.0, train_loss=1.0, **{"eval/loss": 2.0}),
+               _job(1, optimal_move_rate=0.9, legal_move_rate=1.0, train_loss=0.9, **{"eval/loss": 1.5})]
+    # a result differs: it alone is plotted (losses of different settings are no result); the flat one is named
+    assert plotted_names(learned, headline) == (["optimal_move_rate"], ["legal_move_rate"])
+    flat = [_job(0, optimal_move_rate=0.0, legal_move_rate=0.0, train_loss=1.0),
+            _job(1, optimal_move_rate=0.0, legal_move_rate=0.0, train_loss=0.9)]
+    assert plotted_names(flat, headline) == (["train_loss"], ["optimal_move_rate", "legal_move_rate"])

@@ -8,8 +8,9 @@ from posttrain.rundir import RunDir
 
 # results.json figures that say what a run learned, most telling first (the sweep report leads with them too):
 # each evaluator's two headline metrics, then the training losses and preference margins
-HEADLINE_METRICS = (*dict.fromkeys(m for row in EVALUATORS.values() for m in row.metrics[:2]), "train_loss",
-                    "eval/loss", "eval/rewards/accuracies", "eval/rewards/margins")
+# the evaluators' first two metrics: what a run is for (the report plots these)
+RESULT_METRICS = tuple(dict.fromkeys(m for row in EVALUATORS.values() for m in row.metrics[:2]))
+HEADLINE_METRICS = (*RESULT_METRICS, "train_loss", "eval/loss", "eval/rewards/accuracies", "eval/rewards/margins")
 # columns of the table at most, besides the stage, its time and speed
 SHOWN = 4
 

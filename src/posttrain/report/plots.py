@@ -75,7 +75,7 @@ def plot_metric_vs_knob(jobs: list[Job], metric: str, knob: str, others: list[st
                 axes.plot(xs, [m for m, _ in stats], marker="o", label=label)
         axes.set_title(f"{metric} vs {knob}" + (" (mean and sd over seeds)" if seeds else ""), fontsize=10)
         if others:
-            axes.legend(fontsize=7)
+            axes.legend(fontsize=9)
     xs = [x for x, _, _ in points]
     if min(xs) > 0 and max(xs) / min(xs) >= 10:
         axes.set_xscale("log")
@@ -111,7 +111,7 @@ def plot_learning_curves(jobs: list[Job], keys: list[str], curve_keys: list[str]
     if not present or not stages:
         return None
     columns = 1 if len(jobs) > 6 else 2
-    legend_inches = 0.3 + 0.2 * math.ceil(len(jobs) / columns)
+    legend_inches = 0.3 + 0.25 * math.ceil(len(jobs) / columns)
     figure, axes = plt.subplots(
         len(present), len(stages), figsize=(5.2 * len(stages), 3.4 * len(present) + legend_inches), squeeze=False
     )
@@ -132,7 +132,7 @@ def plot_learning_curves(jobs: list[Job], keys: list[str], curve_keys: list[str]
             axes[row_index][column].set_title(f"{stage}: {key}" if stage else key, fontsize=10)
             axes[row_index][column].set_xlabel("step")
             axes[row_index][column].grid(alpha=0.3)
-    figure.legend(handles=handles, loc="lower center", fontsize=7, ncol=columns, frameon=False)
+    figure.legend(handles=handles, loc="lower center", fontsize=9, ncol=columns, frameon=False)
     figure.tight_layout(rect=(0, legend_inches / figure.get_figheight(), 1, 1))
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -15,7 +15,7 @@ from hydra.errors import HydraException
 
 from posttrain.errors import PosttrainError
 from posttrain.rundir import RunDir, SweepDir
-from posttrain.summary import HEADLINE_METRICS
+from posttrain.summary import HEADLINE_METRICS, RESULT_METRICS
 
 # Headline metrics first in the table; the others follow in name order.
 PREFERRED_METRICS = HEADLINE_METRICS
@@ -230,3 +230,15 @@ def headline_names(jobs: list[Job], wanted, room: int) -> list[str]:
     chosen = [job.objective for job in jobs if job.objective in names][:1]
     chosen += [m for m in PREFERRED_METRICS if m in names and m not in chosen]
     return chosen[:max(1, room)]
+
+
+def plotted_names(jobs: list[Job], headline: list[str]) -> tuple[list[str], list[str]]:
+    """The table's metrics to plot against the swept knobs, and those the same in every job: the results
+    that differ between jobs (the sweep's objective, an evaluator's headline metrics), or when none does,
+    the other headline metrics that differ (losses, reward accuracy)."""
+    varying, flat = [], []
+    for name in headline:
+        values = [job.metrics[name] for job in jobs if name in job.metrics]
+        (varying if len(set(values)) > 1 else flat if len(values) > 1 else []).append(name)
+    results = {job.objective for job in jobs} | set(RESULT_METRICS)
+    return [name for name in varying if name in results] or varying, flat

@@ -11,8 +11,8 @@ from omegaconf import DictConfig
 
 from posttrain.errors import PosttrainError
 from posttrain.report.plots import file_name, plot_learning_curves, plot_metric_vs_knob
-from posttrain.report.reading import (headline_names, metric_names, numeric_knobs, read_jobs, swept_keys,
-                                      varying_keys)
+from posttrain.report.reading import (headline_names, metric_names, numeric_knobs, plotted_names, read_jobs,
+                                      swept_keys, varying_keys)
 from posttrain.report.tables import csv_table, markdown_table, short, table_rows
 from posttrain.rundir import RunDir, SweepDir
 
@@ -62,13 +62,10 @@ def write_report(cfg: DictConfig) -> Report:
 
     for stale in [*(out / PLOTS).glob("*_vs_*.png"), out / PLOTS / "learning_curves.png"]:
         stale.unlink(missing_ok=True)  # from an earlier report of this sweep
-    plots, flat = [], []
+    plots = []
     knobs = numeric_knobs(jobs, keys) if len(jobs) > 1 else []
-    for metric in headline:
-        values = [job.metrics[metric] for job in jobs if metric in job.metrics]
-        if len(set(values)) < 2:
-            flat += [metric] if len(values) > 1 else []
-            continue
+    plotted, flat = plotted_names(jobs, headline)
+    for metric in plotted:
         for knob in knobs:
             others = [key for key in keys if key != knob]
             target = out / PLOTS / f"{file_name(metric)}_vs_{file_name(knob)}.png"
