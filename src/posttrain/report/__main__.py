@@ -39,6 +39,7 @@ def main() -> None:
     def body(cfg: DictConfig) -> None:
         report = write_report(cfg)
         print(report.table, end="")
+        print(report.ranking, end="")
         print(f"report: {report.markdown}\n        {report.csv}")
         for plot in report.plots:
             print(f"plot:   {plot}")

@@ -38,6 +38,8 @@ class Job:
     curves: dict[str, list[dict]] = field(default_factory=dict)
     # the results.json key the job returned to a sweeper (its config's objective), if any
     objective: str | None = None
+    # a pipeline's first stage's final metrics (its starting point for the later stages); {} for one run
+    start_metrics: dict[str, float] = field(default_factory=dict)
 
 
 # --- reading the jobs ----------------------------------------------------------------------------------
@@ -119,6 +121,14 @@ def read_state(run_dir: RunDir) -> tuple[str, str]:
     return state, ""
 
 
+def _numbers(results: dict) -> dict[str, int | float]:
+    return {
+        key: value
+        for key, value in results.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
+
+
 def read_metrics(run_dir: RunDir) -> dict[str, int | float]:
     """The numeric top-level values of results.json ({} while there is none), and those of its later
     scorings by posttrain.evaluate (eval-<name>.json), which win for the metrics they re-measure."""
@@ -126,11 +136,18 @@ def read_metrics(run_dir: RunDir) -> dict[str, int | float]:
         results = {**run_dir.read_results(), **run_dir.read_evaluations()}
     except (OSError, json.JSONDecodeError):
         results = run_dir.read_evaluations()
-    return {
-        key: value
-        for key, value in results.items()
-        if isinstance(value, (int, float)) and not isinstance(value, bool)
-    }
+    return _numbers(results)
+
+
+def read_start_metrics(run_dir: RunDir) -> dict[str, int | float]:
+    """A pipeline's first stage's numeric results (results.json's "stages" keeps them in order); {} for a
+    single run or while there is no results.json."""
+    try:
+        stages = run_dir.read_results().get("stages") or {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+    first = next(iter(stages.values()), None) if len(stages) > 1 else None
+    return _numbers(first) if isinstance(first, dict) else {}
 
 
 def read_curves(run_dir: RunDir) -> dict[str, list[dict]]:
@@ -157,6 +174,7 @@ def read_job(path: Path) -> Job:
         metrics=read_metrics(run_dir),
         curves=read_curves(run_dir),
         objective=run_dir.read_config().get("objective"),
+        start_metrics=read_start_metrics(run_dir),
     )
 
 

@@ -10,10 +10,11 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from posttrain.errors import PosttrainError
+from posttrain.evaluation import better_direction
 from posttrain.report.plots import file_name, plot_learning_curves, plot_metric_vs_knob
 from posttrain.report.reading import (headline_names, metric_names, numeric_knobs, plotted_names, read_jobs,
                                       swept_keys, varying_keys)
-from posttrain.report.tables import csv_table, markdown_table, short, table_rows
+from posttrain.report.tables import csv_table, markdown_table, ranking_keys, ranking_rows, short, table_rows
 from posttrain.rundir import RunDir, SweepDir
 
 PLOTS = "plots"
@@ -37,6 +38,23 @@ class Report:
     csv: Path
     plots: list[Path]
     table: str
+    # the methods ranked at their best learning rate ("" unless the sweep crosses methods with rates)
+    ranking: str = ""
+
+
+def ranking_section(jobs, keys: list[str], metric: str | None) -> str:
+    """report.md's "Methods" section: each method at its best learning rate, ranked on `metric` (the
+    sweep's objective, else its first headline metric) with the spread over seeds; "" when the sweep does not
+    cross methods with learning rates."""
+    found = ranking_keys(keys)
+    if not found or not metric:
+        return ""
+    header, rows = ranking_rows(jobs, *found, metric, maximize=better_direction(metric) != "minimize")
+    if len(rows) < 2:
+        return ""
+    return (f"## Methods\n\nEach {found[0]} at its best {found[1]} (the best mean {metric} over its seeds), "
+            f"best first; ± is the sample sd over seeds, the gain is over each job's first stage.\n\n"
+            + markdown_table(header, rows) + "\n")
 
 
 def write_report(cfg: DictConfig) -> Report:
@@ -83,6 +101,8 @@ def write_report(cfg: DictConfig) -> Report:
     text = (f"# Report: {root}\n\n{len(jobs)} job{'s' if len(jobs) != 1 else ''}: {counts}; "
             f"{disk:,.0f} MiB on disk\n\n" + _optuna_line(root))
     text += table + "\n"
+    ranking = ranking_section(jobs, keys, headline[0] if headline else None)
+    text += ranking
     if failed:
         text += "Errors:\n\n" + "\n".join(failed) + "\n\n"
     if len(metrics) > len(headline):
@@ -96,4 +116,4 @@ def write_report(cfg: DictConfig) -> Report:
     markdown, csv_file = out / "report.md", out / "report.csv"
     markdown.write_text(text, encoding="utf-8")
     csv_file.write_text(csv_table(*table_rows(jobs, keys, metrics)), encoding="utf-8")
-    return Report(markdown, csv_file, plots, table)
+    return Report(markdown, csv_file, plots, table, ranking)
