@@ -35,8 +35,13 @@ def fake_job(root: Path, method: str, rate: str, seed: int, value: float | None,
         return job
     (job / "status.json").write_text(json.dumps({"state": "completed"}))
     stages = {"sft": {"optimal_move_rate": start, "method": "sft"}, "pref": {"optimal_move_rate": value}}
+    for index, (name, results) in enumerate(stages.items(), start=1):  # the stage folders, as a pipeline's
+        (job / f"{index}-{name}").mkdir()
+        (job / f"{index}-{name}" / "status.json").write_text(json.dumps({"state": "completed"}))
+        (job / f"{index}-{name}" / "results.json").write_text(json.dumps(results))
+    # the pipeline's results.json, its keys sorted as RunDir writes them ("pref" before "sft")
     (job / "results.json").write_text(json.dumps({"optimal_move_rate": value, "legal_move_rate": 1.0,
-                                                  "stages": stages}))
+                                                  "stages": stages}, sort_keys=True))
     return job
 
 

@@ -140,14 +140,15 @@ def read_metrics(run_dir: RunDir) -> dict[str, int | float]:
 
 
 def read_start_metrics(run_dir: RunDir) -> dict[str, int | float]:
-    """A pipeline's first stage's numeric results (results.json's "stages" keeps them in order); {} for a
-    single run or while there is no results.json."""
+    """A pipeline's first stage's numeric results (its <1>-<stage>/results.json: results.json's "stages"
+    mapping is written with sorted keys, not in stage order); {} for a single run or while there is none."""
+    stages = run_dir.stages()
+    if len(stages) < 2 or not stages[0].results.exists():
+        return {}
     try:
-        stages = run_dir.read_results().get("stages") or {}
+        return _numbers(stages[0].read_results())
     except (OSError, json.JSONDecodeError):
         return {}
-    first = next(iter(stages.values()), None) if len(stages) > 1 else None
-    return _numbers(first) if isinstance(first, dict) else {}
 
 
 def read_curves(run_dir: RunDir) -> dict[str, list[dict]]:

@@ -91,7 +91,8 @@ def ranking_rows(jobs: list[Job], method_key: str, rate_key: str, metric: str,
         best = max(means, key=lambda rate: sign * means[rate][0])
         group = by_rate[best]
         gains = [job.metrics[metric] - job.start_metrics[metric] for job in group if metric in job.start_metrics]
-        tried = ", ".join(f"{short(rate)}: {means[rate][0]:.3f}" for rate in sorted(means, key=lambda r: number(r) or 0))
+        in_order = sorted(means, key=lambda rate: number(rate) or 0)
+        tried = ", ".join(f"{short(rate)}: {means[rate][0]:.3f}" for rate in in_order)
         ranked.append((sign * means[best][0], method, best, *means[best], len(group), gains, tried))
     ranked.sort(key=lambda row: -row[0])
     header = ["rank", "method", f"best {rate_key.rsplit('.', 1)[-1]}", f"{metric} (mean ± sd)", "seeds",
