@@ -4,6 +4,10 @@ stage that is the same in every job (so the pipeline trains it once and the othe
 
 from __future__ import annotations
 
+import json
+
+import pytest
+from conftest import run_posttrain
 from hydra import compose, initialize_config_module
 
 from posttrain.compose import stage_configs
@@ -63,3 +67,28 @@ def test_every_job_starts_from_the_same_sft_stage_and_trains_its_method_for_the_
     assert len(sft_keys) == 1  # one SFT start: the first job trains it, every other job copies it
     assert len(steps) == 1 and next(iter(steps))[0] > 0  # matched optimizer steps
     assert len(rates) > 1 and len(seeds) > 1  # the jobs checked cover more than one rate and seed
+
+
+@pytest.mark.slow
+def test_one_command_trains_the_sft_start_once_and_the_report_ranks_the_methods(tmp_path):
+    """The experiment cut to two methods, one rate, two seeds and a few steps (the shipped grid is the README's
+    measured run): four jobs, one SFT stage trained, three copied, and a Methods table of two ranked rows."""
+    result = run_posttrain(
+        ["--multirun", "experiment=compare_preference", "logger=none", "hydra.sweep.dir=multirun/cmp",
+         "stages.pref.compare=dpo,ipo", "stages.pref.learning_rate=1e-3",  # these win over the preset's sweep
+         "stages.sft.num_epochs=1", "+stages.sft.max_steps=4", "stages.pref.max_steps=2", "batch_size=8",
+         "dataset.eval_fraction=0.02", "training.save_steps=0"],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep = tmp_path / "multirun" / "cmp"
+    jobs = sorted(p for p in sweep.iterdir() if (p / "status.json").exists())
+    assert len(jobs) == 4
+    sft = [json.loads((job / "1-sft" / "status.json").read_text()) for job in jobs]
+    assert sum("reused_from" in status for status in sft) == 3  # one SFT start, trained once
+    report = run_posttrain([str(sweep)], tmp_path, module="posttrain.report")
+    assert report.returncode == 0, report.stderr[-3000:]
+    methods = (sweep / "report.md").read_text().split("## Methods", 1)[1]
+    assert sorted(line.split(" | ")[1] for line in methods.splitlines() if line.startswith("| 1 ") or
+                  line.startswith("| 2 ")) == ["dpo", "ipo"]
+    assert "| 2 | 0." in methods  # two seeds at the best rate, a gain over the SFT start
