@@ -103,3 +103,12 @@ def test_report_md_holds_the_methods_table(sweep):
     # the per-job table stays within report.md's column limit
     job_header = next(line for line in markdown.splitlines() if line.startswith("| job |"))
     assert job_header.count("|") - 1 <= 10
+
+
+def test_a_rate_with_one_seed_shows_its_value_without_a_spread(tmp_path):
+    fake_job(tmp_path, "dpo", "0.001", 1, 0.85)
+    fake_job(tmp_path, "ipo", "0.001", 1, 0.75)
+    fake_job(tmp_path, "ipo", "0.001", 2, 0.77)
+    _, rows = ranking_rows(read_jobs(tmp_path), "stages.pref.compare", "stages.pref.learning_rate", "optimal_move_rate")
+    assert rows[0][1:6] == ["dpo", "0.001", "0.850", 1, "0.050"]
+    assert rows[1][3] == "0.760 ± 0.014"

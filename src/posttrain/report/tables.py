@@ -69,8 +69,10 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
     return mean, sd
 
 
-def _pm(mean: float, sd: float) -> str:
-    return f"{mean:.3f} ± {sd:.3f}"
+def _pm(values: list[float]) -> str:
+    """mean ± sample sd; the mean alone for one value (no spread to show)."""
+    mean, sd = _mean_sd(values)
+    return f"{mean:.3f} ± {sd:.3f}" if len(values) > 1 else f"{mean:.3f}"
 
 
 def ranking_rows(jobs: list[Job], method_key: str, rate_key: str, metric: str,
@@ -93,12 +95,12 @@ def ranking_rows(jobs: list[Job], method_key: str, rate_key: str, metric: str,
         gains = [job.metrics[metric] - job.start_metrics[metric] for job in group if metric in job.start_metrics]
         in_order = sorted(means, key=lambda rate: number(rate) or 0)
         tried = ", ".join(f"{short(rate)}: {means[rate][0]:.3f}" for rate in in_order)
-        ranked.append((sign * means[best][0], method, best, *means[best], len(group), gains, tried))
+        ranked.append((sign * means[best][0], method, best, [job.metrics[metric] for job in group], gains, tried))
     ranked.sort(key=lambda row: -row[0])
     header = ["rank", "method", f"best {rate_key.rsplit('.', 1)[-1]}", f"{metric} (mean ± sd)", "seeds",
               "gain over start", f"mean {metric} at each rate"]
     rows = [
-        [index, method, best, _pm(mean, sd), count, _pm(*_mean_sd(gains)) if gains else "", tried]
-        for index, (_, method, best, mean, sd, count, gains, tried) in enumerate(ranked, start=1)
+        [index, method, best, _pm(values), len(values), _pm(gains) if gains else "", tried]
+        for index, (_, method, best, values, gains, tried) in enumerate(ranked, start=1)
     ]
     return header, rows
