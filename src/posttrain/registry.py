@@ -215,8 +215,9 @@ EVALUATORS: dict[str, Evaluator] = {
                              "diversity_prompts", "judge_quality"), check="posttrain.evaluators.diversity:check"),
         Evaluator("preference", "posttrain.evaluators.preference:evaluate",
                   "held-out pairs: how often and by how much the model (its implicit reward, or a reward model's "
-                  "score) prefers chosen to rejected", ("preference_accuracy", "preference_margin", "preference_pairs"),
-                  generates=False),
+                  "score) prefers chosen to rejected; with a judge or reward model, the win rate of its answers over its "
+                  "base's", ("preference_accuracy", "preference_margin", "preference_pairs", "preference_win_rate"),
+                  generates=False, check="posttrain.evaluators.preference:check"),
         Evaluator("lm_eval", "posttrain.evaluators.lm_eval:evaluate",
                   "EleutherAI lm-evaluation-harness tasks by name, or a local task YAML (pip install -e .[eval])",
                   check="posttrain.evaluators.lm_eval:check"),

@@ -16,6 +16,7 @@ from posttrain.evaluators import EvalRequest, diversity
 from posttrain.evaluators.diversity import DiversityPrompt
 from posttrain.models.loading import load_model, load_tokenizer
 from posttrain.naming import register_resolvers
+from posttrain.scoring.judge import eval_judge_config
 
 LABELS, THRESHOLDS = diversity.parse_buckets(["low", 0.33, "medium", 0.66, "high"])
 
@@ -118,12 +119,12 @@ def test_a_missing_prompts_file_and_bad_sampling_fields_fail_before_any_sampling
 
 
 def test_the_judge_is_posttrain_pairs_judge_with_its_defaults_or_the_fields_given():
-    assert diversity.judge_config(False) is None
-    cfg = diversity.judge_config(True)
+    assert eval_judge_config(False) is None
+    cfg = eval_judge_config(True)
     assert cfg.judge.model == "smollm2-135m" and "{response}" in cfg.judge.question and cfg.batch_size == 16
-    assert diversity.judge_config({"answer_prefix": "Score: "}).judge.answer_prefix == "Score: "
+    assert eval_judge_config({"answer_prefix": "Score: "}).judge.answer_prefix == "Score: "
     with pytest.raises(PosttrainError, match="eval.judge has unknown field modle"):
-        diversity.judge_config({"modle": "x"})
+        eval_judge_config({"modle": "x"})
 
 
 def test_seeded_samples_repeat_and_the_judges_ratings_are_averaged(monkeypatch):

@@ -106,3 +106,72 @@ def test_a_dpo_run_reports_the_preference_of_its_policy(tmp_path):
     assert results["preference_pairs"] == 40 and 0 <= results["preference_accuracy"] <= 1
     samples = read_jsonl(tmp_path / "outputs" / "p" / "samples.jsonl")
     assert len(samples) == 40 and {s["scored_by"] for s in samples} == {"implicit reward"}
+
+
+def test_win_rate_counts_wins_and_half_ties():
+    assert preference.win_rate([3.0, 1.0, 2.0, 5.0], [1.0, 2.0, 2.0, 4.0]) == pytest.approx(0.625)
+
+
+def test_an_untrained_adapter_ties_its_base_under_a_judge(tiny, monkeypatch):
+    """The model and its base answer each prompt with the same seed: an adapter with B = 0 answers exactly as
+    the base, so every prompt is a tie and the win rate is one half."""
+    model, tokenizer = tiny
+    scored = []
+
+    def judge(prompts, answers, settings, device):  # a stand-in judge: longer is better
+        scored.append(answers)
+        return [[float(len(a)) for a in group] for group in answers]
+
+    monkeypatch.setattr(preference, "answer_scores", judge)
+    lora = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear"))
+    output = preference.evaluate(lora, tokenizer, request_for(config("eval.limit=8"), judge=True, win_rate_prompts=5,
+                                                              max_new_tokens=8))
+    assert len(scored[0]) == 5 and all(answer == reference for answer, reference in scored[0])
+    assert output.metrics["preference_win_rate"] == 0.5
+    answered = [s for s in output.samples if "reference_answer" in s]
+    assert len(answered) == 5 and all(s["answer_score"] == s["reference_score"] for s in answered)
+
+    # a changed adapter answers differently, and the win rate is the judge's verdict on those answers
+    with torch.no_grad():
+        for name, weight in lora.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(0, 0.5)
+    output = preference.evaluate(lora, tokenizer, request_for(config("eval.limit=8"), judge=True, win_rate_prompts=5,
+                                                              max_new_tokens=8))
+    answered = [s for s in output.samples if "reference_answer" in s]
+    assert any(s["answer"] != s["reference_answer"] for s in answered)
+    expected = preference.win_rate([s["answer_score"] for s in answered], [s["reference_score"] for s in answered])
+    assert output.metrics["preference_win_rate"] == expected
+    lora.unload()
+
+
+def test_win_rate_settings_are_checked_before_training(tmp_path):
+    preference.check({"judge": False, "reward_model": None, "win_rate_prompts": 16})
+    with pytest.raises(PosttrainError, match="eval.judge and eval.reward_model both score the win rate"):
+        preference.check({"judge": True, "reward_model": str(tmp_path)})
+    with pytest.raises(PosttrainError, match="is not a posttrain run directory"):
+        preference.check({"reward_model": str(tmp_path)})
+    with pytest.raises(PosttrainError, match="eval.win_rate_prompts=0 is not a positive integer"):
+        preference.check({"win_rate_prompts": 0})
+    with pytest.raises(PosttrainError, match="eval.judge has unknown field"):
+        preference.check({"judge": {"nope": 1}})
+
+
+def test_a_bad_win_rate_setting_stops_a_run_before_training(tmp_path):
+    result = run_posttrain(["method=dpo", "eval=preference", "eval.win_rate_prompts=0", "max_steps=1"], tmp_path)
+    assert result.returncode != 0
+    assert "posttrain: error: eval.win_rate_prompts=0 is not a positive integer" in result.stderr
+    assert not list(tmp_path.rglob("results.json"))
+
+
+@pytest.mark.slow
+def test_the_offline_judge_rates_a_lora_model_against_its_base(tiny):
+    """The real judge (SmolLM2-135M, offline) rates both answers of each prompt on its 1-9 scale."""
+    model, tokenizer = tiny
+    lora = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear"))
+    output = preference.evaluate(lora, tokenizer, request_for(config("eval.limit=8"), judge=True, win_rate_prompts=2,
+                                                              max_new_tokens=6))
+    assert output.metrics["preference_win_rate"] == 0.5  # identical answers: identical ratings
+    assert 1.0 <= output.metrics["win_rate_model_score"] <= 9.0
+    assert output.metrics["win_rate_model_score"] == output.metrics["win_rate_reference_score"]
+    lora.unload()

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from posttrain.errors import PosttrainError
 from posttrain.evaluators import EvalOutput, EvalRequest
+from posttrain.scoring.judge import eval_judge_config
 
 # the figures of one prompt; with the prompt count and the judge's rating, results.json's keys in the order
 # of the registry row (the headline first)
@@ -174,28 +175,6 @@ def check_settings(settings: dict) -> None:
         raise PosttrainError(f"eval.max_new_tokens={settings.get('max_new_tokens')} is not a positive integer", "set eval.max_new_tokens=64")
 
 
-def judge_config(setting) -> DictConfig | None:
-    """posttrain.pairs' judge settings (conf/pairs.yaml's judge and batch_size) for eval.judge: None when off,
-    its defaults for true, those with a mapping's fields set over them; checked without loading the judge."""
-    from posttrain.scoring.judge import judge_model_config
-
-    if setting is None or setting is False:
-        return None
-    pairs = OmegaConf.load(files("posttrain.conf").joinpath("pairs.yaml"))
-    if isinstance(setting, dict):
-        unknown = sorted(set(setting) - set(pairs.judge))
-        if unknown:
-            raise PosttrainError(f"eval.judge has unknown field {', '.join(unknown)}",
-                                 f"use the judge fields of conf/pairs.yaml: {', '.join(pairs.judge)}")
-        pairs.judge = OmegaConf.merge(pairs.judge, setting)
-    elif setting is not True:
-        raise PosttrainError(f"eval.judge={setting!r} is not true, false or a mapping of judge fields",
-                             "set eval.judge=true (the judge of posttrain.pairs) or eval.judge=false")
-    cfg = OmegaConf.create({"judge": pairs.judge, "batch_size": pairs.batch_size})
-    judge_model_config(cfg)
-    return cfg
-
-
 # --- the evaluation ---------------------------------------------------------------------------------------
 
 def completion_lengths(new_ids: torch.Tensor, stop_ids: set[int]) -> list[int]:
@@ -259,7 +238,7 @@ def check(settings: dict) -> tuple[list[DiversityPrompt], DictConfig | None]:
     check_settings(settings)
     labels, thresholds = parse_buckets(settings.get("buckets"))
     embedder_source(OmegaConf.create({"embedder": settings.get("embedder")}))
-    judge = judge_config(settings.get("judge"))
+    judge = eval_judge_config(settings.get("judge"))
     path = Path(str(settings["prompts"])).expanduser() if settings.get("prompts") else shipped_prompts()
     return read_diversity_prompts(path, labels, thresholds), judge
 

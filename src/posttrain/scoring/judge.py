@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import sys
+from importlib.resources import files
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -135,3 +136,24 @@ def judge_scores(prompts: list[Prompt], cfg: DictConfig, device: str) -> list[li
         scores.append(flat[start : start + len(prompt.responses)])
         start += len(prompt.responses)
     return scores
+
+
+def eval_judge_config(setting) -> DictConfig | None:
+    """An evaluator's eval.judge as posttrain.pairs' judge settings (conf/pairs.yaml's judge and batch_size):
+    None when off, its defaults for true, those with a mapping's fields set over them; checked without
+    loading the judge."""
+    if setting is None or setting is False:
+        return None
+    pairs = OmegaConf.load(files("posttrain.conf").joinpath("pairs.yaml"))
+    if isinstance(setting, dict):
+        unknown = sorted(set(setting) - set(pairs.judge))
+        if unknown:
+            raise PosttrainError(f"eval.judge has unknown field {', '.join(unknown)}",
+                                 f"use the judge fields of conf/pairs.yaml: {', '.join(pairs.judge)}")
+        pairs.judge = OmegaConf.merge(pairs.judge, setting)
+    elif setting is not True:
+        raise PosttrainError(f"eval.judge={setting!r} is not true, false or a mapping of judge fields",
+                             "set eval.judge=true (the judge of posttrain.pairs) or eval.judge=false")
+    cfg = OmegaConf.create({"judge": pairs.judge, "batch_size": pairs.batch_size})
+    judge_model_config(cfg)
+    return cfg
