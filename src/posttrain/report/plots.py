@@ -34,26 +34,67 @@ def _mean_and_spread(values: list[float]) -> tuple[float, float]:
     return mean, spread
 
 
-def plot_metric_vs_knob(jobs: list[Job], metric: str, knob: str, others: list[str], max_lines: int, path: Path):
+# a swept model gets a panel of its own: models' metrics differ in level, not only in trend
+PANEL = "model"
+
+
+def plot_metric_vs_knob(jobs: list[Job], metric: str, knob: str, others: list[str], max_lines: int, path: Path,
+                        baselines: dict[str, float] | None = None):
     """metric against knob, one line per combination of the other swept keys (points when the combinations
-    are too many or each has one job); a swept seed becomes each point's mean and standard deviation. The
-    y axis starts at 0 for a metric that cannot be negative and ends at 1 for a rate or accuracy. None when
-    there is nothing to draw."""
+    are too many or each has one job), one panel per model when the model is swept; a swept seed becomes each
+    point's mean and standard deviation; `baselines` (model name -> the base model's value, from
+    posttrain.evaluate) draws a dashed reference line in that model's panel. The y axis starts at 0 for a
+    metric that cannot be negative and ends at 1 for a rate or accuracy. None when there is nothing to draw."""
     import matplotlib.pyplot as plt
 
     seeds = SEED in others and knob != SEED
     others = [key for key in others if not (seeds and key == SEED)]
-    points = [
-        (number(job.overrides.get(knob)), job.metrics[metric], tuple(job.overrides.get(k) for k in others))
-        for job in jobs
-        if metric in job.metrics and number(job.overrides.get(knob)) is not None
-    ]
-    if len({x for x, _, _ in points}) < 2:
+    panelled = PANEL in others and knob != PANEL
+    lines = [key for key in others if not (panelled and key == PANEL)]
+    drawn = [job for job in jobs if metric in job.metrics and number(job.overrides.get(knob)) is not None]
+    if len({number(job.overrides.get(knob)) for job in drawn}) < 2:
         return None
+    panels: dict[str, list[Job]] = {}
+    for job in drawn:
+        panels.setdefault(str(job.overrides.get(PANEL) if panelled else job.model), []).append(job)
+    figure, grid = plt.subplots(1, len(panels), figsize=(6.4 if len(panels) == 1 else 4.6 * len(panels), 4.4),
+                                sharey=True, squeeze=False)
+    ys = [job.metrics[metric] for job in drawn]
+    for axes, (model, members) in zip(grid[0], panels.items()):
+        points = [(number(job.overrides.get(knob)), job.metrics[metric], tuple(job.overrides.get(k) for k in lines))
+                  for job in members]
+        title = _draw(axes, figure, points, lines, seeds, max_lines, metric, knob)
+        base = (baselines or {}).get(model)
+        if base is not None:
+            axes.axhline(base, color="gray", linestyle="--", label=f"base model ({short(base)})")
+            ys.append(base)
+        if panelled:
+            title = f"{PANEL}={model}"
+        axes.set_title(title, fontsize=10 if not panelled else 11)
+        if lines or base is not None:
+            axes.legend(fontsize=9)
+        xs = [x for x, _, _ in points]
+        if min(xs) > 0 and max(xs) / min(xs) >= 10:
+            axes.set_xscale("log")
+        axes.set_xlabel(knob)
+        axes.grid(alpha=0.3)
+    if min(ys) >= 0:
+        grid[0][0].set_ylim(bottom=0, top=1.02 if BOUNDED.search(metric) and max(ys) <= 1 else None)
+    grid[0][0].set_ylabel(metric)
+    if panelled:
+        figure.suptitle(f"{metric} vs {knob}" + (" (mean and sd over seeds)" if seeds else ""), fontsize=11)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def _draw(axes, figure, points: list[tuple], others: list[str], seeds: bool, max_lines: int, metric: str,
+          knob: str) -> str:
+    """One panel's lines (or points) of (x, y, other keys' values); returns its title."""
     groups: dict[tuple, dict[float, list[float]]] = {}
     for x, y, group in points:
         groups.setdefault(group, {}).setdefault(x, []).append(y)
-    figure, axes = plt.subplots(figsize=(6.4, 4.4))
     if len(groups) > max_lines or (len(groups) > 1 and all(len(xy) == 1 for xy in groups.values())):
         # a random search (Optuna): every job its own combination, so points, coloured by the other knob
         shade = [number(group[0]) for _, _, group in points] if len(others) == 1 else []
@@ -62,33 +103,17 @@ def plot_metric_vs_knob(jobs: list[Job], metric: str, knob: str, others: list[st
             figure.colorbar(dots, ax=axes, label=others[0])
         else:
             axes.scatter([x for x, _, _ in points], [y for _, y, _ in points])
-        axes.set_title(f"{metric} vs {knob} (each point a job; {', '.join(others)} vary)", fontsize=9)
-    else:
-        for group, by_x in groups.items():
-            xs = sorted(by_x)
-            stats = [_mean_and_spread(by_x[x]) for x in xs]
-            label = ", ".join(f"{k}={short(v)}" for k, v in zip(others, group)) or None
-            if seeds:
-                axes.errorbar(xs, [m for m, _ in stats], yerr=[sd for _, sd in stats], marker="o", capsize=3,
-                              label=label)
-            else:
-                axes.plot(xs, [m for m, _ in stats], marker="o", label=label)
-        axes.set_title(f"{metric} vs {knob}" + (" (mean and sd over seeds)" if seeds else ""), fontsize=10)
-        if others:
-            axes.legend(fontsize=9)
-    xs = [x for x, _, _ in points]
-    if min(xs) > 0 and max(xs) / min(xs) >= 10:
-        axes.set_xscale("log")
-    ys = [y for _, y, _ in points]
-    if min(ys) >= 0:
-        axes.set_ylim(bottom=0, top=1.02 if BOUNDED.search(metric) and max(ys) <= 1 else None)
-    axes.set_xlabel(knob)
-    axes.set_ylabel(metric)
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+        return f"{metric} vs {knob} (each point a job; {', '.join(others)} vary)"
+    for group, by_x in groups.items():
+        xs = sorted(by_x)
+        stats = [_mean_and_spread(by_x[x]) for x in xs]
+        label = ", ".join(f"{k}={short(v)}" for k, v in zip(others, group)) or None
+        if seeds:
+            axes.errorbar(xs, [m for m, _ in stats], yerr=[sd for _, sd in stats], marker="o", capsize=3,
+                          label=label)
+        else:
+            axes.plot(xs, [m for m, _ in stats], marker="o", label=label)
+    return f"{metric} vs {knob}" + (" (mean and sd over seeds)" if seeds else "")
 
 
 def _points(rows: list[dict], key: str) -> list[tuple[float, float]]:

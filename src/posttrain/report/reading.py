@@ -40,6 +40,8 @@ class Job:
     objective: str | None = None
     # a pipeline's first stage's final metrics (its starting point for the later stages); {} for one run
     start_metrics: dict[str, float] = field(default_factory=dict)
+    # the run's model (conf/model/ name), for the base model's reference line
+    model: str | None = None
 
 
 # --- reading the jobs ----------------------------------------------------------------------------------
@@ -163,7 +165,7 @@ def read_curves(run_dir: RunDir) -> dict[str, list[dict]]:
 def read_job(path: Path) -> Job:
     run_dir = RunDir(path)
     state, error = read_state(run_dir)
-    hydra = run_dir.read_hydra_config()
+    hydra, config = run_dir.read_hydra_config(), run_dir.read_config()
     return Job(
         path=path,
         name=path.name,
@@ -174,9 +176,18 @@ def read_job(path: Path) -> Job:
         error=error,
         metrics=read_metrics(run_dir),
         curves=read_curves(run_dir),
-        objective=run_dir.read_config().get("objective"),
+        objective=config.get("objective"),
         start_metrics=read_start_metrics(run_dir),
+        model=(config.get("model") or {}).get("name"),
     )
+
+
+def read_baselines(folder: Path) -> dict[str, dict[str, float]]:
+    """Base models' metrics by model name: what `python -m posttrain.evaluate model=<name>` wrote into
+    evaluations/<name>/ (its eval-<evaluator>.json files); {} when the folder does not exist."""
+    if not folder.is_dir():
+        return {}
+    return {sub.name: _numbers(RunDir(sub).read_evaluations()) for sub in sorted(folder.iterdir()) if sub.is_dir()}
 
 
 def read_jobs(root: Path) -> list[Job]:

@@ -12,8 +12,8 @@ from omegaconf import DictConfig
 from posttrain.errors import PosttrainError
 from posttrain.evaluation import better_direction
 from posttrain.report.plots import file_name, plot_learning_curves, plot_metric_vs_knob
-from posttrain.report.reading import (headline_names, metric_names, numeric_knobs, plotted_names, read_jobs,
-                                      swept_keys, varying_keys)
+from posttrain.report.reading import (headline_names, metric_names, numeric_knobs, plotted_names, read_baselines,
+                                      read_jobs, swept_keys, varying_keys)
 from posttrain.report.tables import csv_table, markdown_table, ranking_keys, ranking_rows, short, table_rows
 from posttrain.rundir import RunDir, SweepDir
 
@@ -83,11 +83,13 @@ def write_report(cfg: DictConfig) -> Report:
     plots = []
     knobs = numeric_knobs(jobs, keys) if len(jobs) > 1 else []
     plotted, flat = plotted_names(jobs, headline)
+    bases = read_baselines(Path(str(cfg.get("baselines") or "evaluations")).expanduser().absolute())
     for metric in plotted:
+        baselines = {model: values[metric] for model, values in bases.items() if metric in values}
         for knob in knobs:
             others = [key for key in keys if key != knob]
             target = out / PLOTS / f"{file_name(metric)}_vs_{file_name(knob)}.png"
-            if plot_metric_vs_knob(jobs, metric, knob, others, int(cfg.max_lines), target):
+            if plot_metric_vs_knob(jobs, metric, knob, others, int(cfg.max_lines), target, baselines):
                 plots.append(target)
     curves = plot_learning_curves(jobs, keys, [str(k) for k in cfg.curves], out / PLOTS / "learning_curves.png")
     if curves:
