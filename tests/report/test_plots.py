@@ -113,3 +113,30 @@ def test_the_report_draws_the_dpo_guides_comparison_with_the_evaluated_base_mode
     assert (left.get_title(), right.get_title()) == ("model=qwen3-4b", "model=qwen3-8b")
     assert "base model (0.31)" in [line.get_label() for line in left.get_lines()]
     assert not [line for line in right.get_lines() if line.get_label().startswith("base")]  # not evaluated
+
+
+def test_a_nested_seed_is_spread_not_an_axis_and_legends_use_short_key_names(tmp_path, monkeypatch):
+    """experiment=compare_preference sweeps stages.pref.seed: the seeds fold into error bars, no plot puts the
+    seed on its x axis, and the legend says compare=dpo, not stages.pref.compare=dpo."""
+    import matplotlib.figure
+
+    from posttrain.report.reading import numeric_knobs
+
+    jobs = []
+    for number, (method, rate, seed, value) in enumerate(
+            [(m, r, s, v) for m, base in (("dpo", 0.6), ("kto", 0.5)) for r in (0.0003, 0.001) for s, v in
+             ((1, base), (2, base + 0.04))]):
+        jobs.append(Job(path=Path(f"/nonexistent/{number}"), name=str(number), number=number, swept=set(),
+                        overrides={"stages.pref.compare": method, "stages.pref.learning_rate": str(rate),
+                                   "stages.pref.seed": str(seed)},
+                        state="completed", metrics={"optimal_move_rate": value}, model="tiny"))
+    keys = ["stages.pref.learning_rate", "stages.pref.seed", "stages.pref.compare"]
+    assert numeric_knobs(jobs, keys) == ["stages.pref.learning_rate"]
+    drawn = {}
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda figure, path, **k: drawn.update(axes=figure.axes))
+    plot_metric_vs_knob(jobs, "optimal_move_rate", "stages.pref.learning_rate", keys[1:], 10, tmp_path / "p.png")
+    (axes,) = drawn["axes"]
+    assert "mean and sd over seeds" in axes.get_title()
+    assert sorted(axes.get_legend_handles_labels()[1]) == ["compare=dpo", "compare=kto"]
+    dpo = next(bars for bars in axes.containers if bars.get_label() == "compare=dpo")
+    assert list(dpo.lines[0].get_ydata()) == pytest.approx([0.62, 0.62])  # the mean of two seeds at each rate

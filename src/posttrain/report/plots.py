@@ -7,7 +7,7 @@ import math
 import re
 from pathlib import Path
 
-from posttrain.report.reading import Job, number
+from posttrain.report.reading import Job, is_seed, number
 from posttrain.report.tables import short
 
 
@@ -16,8 +16,16 @@ def file_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "-", text).strip("-")
 
 
+def key_names(keys: list[str]) -> dict[str, str]:
+    """Each key as a legend writes it: its last part (stages.pref.learning_rate -> learning_rate) unless two
+    keys share that last part."""
+    last = [key.rsplit(".", 1)[-1] for key in keys]
+    return {key: name if last.count(name) == 1 else key for key, name in zip(keys, last)}
+
+
 def _label(job: Job, keys: list[str]) -> str:
-    text = ", ".join(f"{key}={short(job.overrides.get(key))}" for key in keys) or job.name
+    names = key_names(keys)
+    text = ", ".join(f"{names[key]}={short(job.overrides.get(key))}" for key in keys) or job.name
     if job.state != "completed":
         text += f" ({job.state})"
     return text if len(text) <= 80 else text[:77] + "..."
@@ -25,7 +33,6 @@ def _label(job: Job, keys: list[str]) -> str:
 
 # metrics that live in [0, 1]: their plots span 0 to 1, so a 0.1-point difference looks like one
 BOUNDED = re.compile(r"(_rate|accuracy|accuracies|f1|distinct_\d|diversity)$")
-SEED = "seed"
 
 
 def _mean_and_spread(values: list[float]) -> tuple[float, float]:
@@ -47,8 +54,8 @@ def plot_metric_vs_knob(jobs: list[Job], metric: str, knob: str, others: list[st
     metric that cannot be negative and ends at 1 for a rate or accuracy. None when there is nothing to draw."""
     import matplotlib.pyplot as plt
 
-    seeds = SEED in others and knob != SEED
-    others = [key for key in others if not (seeds and key == SEED)]
+    seeds = any(is_seed(key) for key in others)
+    others = [key for key in others if not is_seed(key)]
     panelled = PANEL in others and knob != PANEL
     lines = [key for key in others if not (panelled and key == PANEL)]
     drawn = [job for job in jobs if metric in job.metrics and number(job.overrides.get(knob)) is not None]
@@ -71,7 +78,7 @@ def plot_metric_vs_knob(jobs: list[Job], metric: str, knob: str, others: list[st
         if panelled:
             title = f"{PANEL}={model}"
         axes.set_title(title, fontsize=10 if not panelled else 11)
-        if lines or base is not None:
+        if axes.get_legend_handles_labels()[1]:
             axes.legend(fontsize=9)
         xs = [x for x, _, _ in points]
         if min(xs) > 0 and max(xs) / min(xs) >= 10:
@@ -103,11 +110,12 @@ def _draw(axes, figure, points: list[tuple], others: list[str], seeds: bool, max
             figure.colorbar(dots, ax=axes, label=others[0])
         else:
             axes.scatter([x for x, _, _ in points], [y for _, y, _ in points])
-        return f"{metric} vs {knob} (each point a job; {', '.join(others)} vary)"
+        return f"{metric} vs {knob} (each point a job)"
     for group, by_x in groups.items():
         xs = sorted(by_x)
         stats = [_mean_and_spread(by_x[x]) for x in xs]
-        label = ", ".join(f"{k}={short(v)}" for k, v in zip(others, group)) or None
+        names = key_names(others)
+        label = ", ".join(f"{names[k]}={short(v)}" for k, v in zip(others, group)) or None
         if seeds:
             axes.errorbar(xs, [m for m, _ in stats], yerr=[sd for _, sd in stats], marker="o", capsize=3,
                           label=label)

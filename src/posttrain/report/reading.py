@@ -230,10 +230,17 @@ def number(text: str | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def is_seed(key: str) -> bool:
+    """A seed override (seed, stages.pref.seed): repeats of one setting, never an axis of a plot."""
+    return key.rsplit(".", 1)[-1] == "seed"
+
+
 def numeric_knobs(jobs: list[Job], keys: list[str]) -> list[str]:
-    """Swept keys whose every value is a number (learning_rate, dpo_beta, max_steps ...)."""
+    """Swept keys whose every value is a number (learning_rate, dpo_beta, max_steps ...), seeds excepted."""
     knobs = []
     for key in keys:
+        if is_seed(key):
+            continue
         values = [job.overrides.get(key) for job in jobs if key in job.overrides]
         if len(set(values)) > 1 and all(number(value) is not None for value in values):
             knobs.append(key)
