@@ -77,7 +77,7 @@ def test_one_command_trains_the_sft_start_once_and_the_report_ranks_the_methods(
         ["--multirun", "experiment=compare_preference", "logger=none", "hydra.sweep.dir=multirun/cmp",
          "stages.pref.compare=dpo,ipo", "stages.pref.learning_rate=1e-3",  # these win over the preset's sweep
          "stages.sft.num_epochs=1", "+stages.sft.max_steps=4", "stages.pref.max_steps=2", "batch_size=8",
-         "dataset.eval_fraction=0.02", "training.save_steps=0"],
+         "dataset.eval_fraction=0.02", "eval.limit=48", "training.save_steps=0"],
         tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
