@@ -2,7 +2,7 @@
 model and after DPO, per seed, as a Markdown table (issue 13: "DPO on pairs built by posttrain.pairs
 criterion=embedding moves the diversity metric, in whichever direction it truly moves").
 
-    python benchmarks/diversity_dpo.py [--seeds 1 2] [--limit 3] [--k 3] [--max-new-tokens 24] [--steps 10]
+    python benchmarks/diversity_dpo.py [--seeds 1 2] [--limit 3] [--k 3] [--max-new-tokens 24] [--steps 10] [--learning-rate 5e-4]
 
 Offline, on the CPU: builds the pairs from posttrain.pairs' example candidates (20 prompts x 4), then for each
 seed scores the base model (in this process, loaded once) and runs `python -m posttrain method=dpo
@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=3, help="completions per prompt")
     parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--steps", type=int, default=10, help="DPO optimizer steps")
+    parser.add_argument("--learning-rate", help="DPO learning rate (default: posttrain's learning-rate table)")
     args = parser.parse_args()
     overrides = eval_overrides(args.limit, args.k, args.max_new_tokens)
 
@@ -82,10 +83,12 @@ def main() -> None:
     for seed in args.seeds:
         run_seconds[seed] = command(["method=dpo", "dataset=embedding_diversity", f"dataset.path={pairs}",
                                      "model=smollm2-135m", "lora_rank=8", f"max_steps={args.steps}", "batch_size=4",
-                                     f"seed={seed}", f"run_name=dpo_seed{seed}", *overrides], work)
+                                     f"seed={seed}", f"run_name=dpo_seed{seed}", *overrides,
+                                     *([f"learning_rate={args.learning_rate}"] if args.learning_rate else [])], work)
         after[seed] = json.loads((work / "outputs" / f"dpo_seed{seed}" / "results.json").read_text())
 
-    print(f"\nSmolLM2-135M-Instruct, DPO (LoRA r=8, {args.steps} steps, batch 4) on posttrain.pairs criterion=embedding "
+    rate = args.learning_rate or "the table's"
+    print(f"\nSmolLM2-135M-Instruct, DPO (LoRA r=8, {args.steps} steps, batch 4, learning rate {rate}) on posttrain.pairs criterion=embedding "
           f"pairs of the example candidates; eval=diversity on {args.limit} shipped prompts x k={args.k}, "
           f"max_new_tokens={args.max_new_tokens}, temperature 1.0 (pairs: {pairs_seconds:.0f} s, base model: "
           f"{base_seconds:.0f} s for all seeds)\n")
