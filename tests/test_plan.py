@@ -104,6 +104,12 @@ MEASURED_PEAKS = {
     "dpo qwen2.5-0.5b": (["method=dpo", "model=qwen2.5-0.5b"], 16, 36.92),
     "diversity_dpo qwen3-4b lora": (["experiment=diversity_dpo", "model=qwen3-4b", "dataset=local",
                                      "dataset.path=pairs.jsonl"], 4, 11.59),
+    # the second H200 session of 2026-12-03 (raw/guides_b.md): a larger micro-batch, the 8B model
+    "dpo qwen2.5-0.5b micro-batch 32": (["method=dpo", "model=qwen2.5-0.5b"], 32, 68.03),
+    "diversity_dpo qwen3-4b lora micro-batch 16": (["experiment=diversity_dpo", "model=qwen3-4b", "dataset=local",
+                                                    "dataset.path=pairs.jsonl"], 16, 20.3),
+    "diversity_dpo qwen3-8b lora": (["experiment=diversity_dpo", "model=qwen3-8b", "dataset=local",
+                                     "dataset.path=pairs.jsonl"], 16, 33.53),
 }
 
 
