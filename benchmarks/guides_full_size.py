@@ -96,6 +96,7 @@ def max_length_of(overrides: list[str]) -> int:
 
 def run_case(name: str, a, work: Path) -> dict:
     overrides, kind, vocab = CASES[name]
+    overrides = overrides + a.set
     if a.smoke:
         overrides = [o for o in overrides if not o.startswith("model=")] + ["model=tiny"]
         vocab = 512
@@ -161,6 +162,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=480, help="seconds; no case starts after it is spent")
     parser.add_argument("--work", default="/tmp/posttrain-guides")
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--set", nargs="*", default=[], help="extra overrides for every case, e.g. batch_size=4")
     a = parser.parse_args()
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
