@@ -15,6 +15,12 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # `pytest -n N`: each worker (and the runs it starts) gets its share of the cores instead of all of them;
+    # small CPU models train faster as N single-threaded jobs than as N jobs contending for every core
+    threads = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, threads)
 
 
 def run_posttrain(args: list[str], cwd: Path, module: str = "posttrain", env: dict | None = None, timeout: int = 1500,

@@ -63,6 +63,7 @@ def test_a_model_not_trained_on_chat_completes_each_line_on_its_own(model_dir, m
     assert prompts == ["X to play\n1|2|3", "second"]
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_piped_lines_get_real_replies_and_help_lists_the_fields(model_dir, workdir):
     result = run_posttrain([f"run={model_dir}", "max_new_tokens=3", "temperature=0"], workdir, module="posttrain.chat",
                            env={}, timeout=600, input_text="hello\nagain\n")

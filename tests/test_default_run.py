@@ -10,7 +10,7 @@ import yaml
 from conftest import only_run_dir, read_jsonl, read_results, run_posttrain
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("default_run")]  # one worker makes the run once
 
 
 @pytest.fixture(scope="module")

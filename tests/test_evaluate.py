@@ -10,6 +10,8 @@ import torch
 from conftest import read_results, run_posttrain
 from safetensors.torch import load_file
 
+pytestmark = pytest.mark.xdist_group("evaluate")  # `pytest -n N`: one worker makes the module's shared run once
+
 SHORT = ["method=sft", "batch_size=8", "dataset.thoughts=false", "logger=none", "training.logging_steps=1"]
 
 

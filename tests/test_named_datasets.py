@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from conftest import read_jsonl, read_results, run_posttrain
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_dpo_on_embedding_diversity_parquet(workdir):
     (workdir / "data").mkdir()
     rows = [
@@ -26,6 +28,7 @@ def test_dpo_on_embedding_diversity_parquet(workdir):
     assert "eval/rewards/accuracies" in read_results(run)
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_a_named_dataset_given_only_a_path_holds_out_its_eval_fraction(workdir):
     """dataset=nli dataset.path=FILE trains on FILE and holds out eval_fraction of it, not the guide's dev file."""
     example = Path(__file__).resolve().parents[1] / "src" / "posttrain" / "data" / "examples" / "nli_train.jsonl"

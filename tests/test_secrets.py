@@ -37,6 +37,7 @@ def test_credential_names_and_values_are_masked():
     assert redact_text("+model.my_api_key=xyz,lr=1 hf_token=abc") == "+model.my_api_key=***,lr=1 hf_token=***"
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_no_credential_in_any_file_of_the_run(workdir):
     args = [
         "method=sft", "max_steps=4", "batch_size=8", "training.logging_steps=1", "training.save_steps=2",

@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 
 from conftest import read_jsonl, read_results
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]  # one worker submits the sweep once
 
 MAX_STEPS = 24
 PREEMPT_AT_STEP = 3  # the signal is sent once the job has logged this step

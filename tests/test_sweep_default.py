@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from conftest import read_results, run_posttrain
+
+pytestmark = pytest.mark.slow  # an end-to-end sweep of training runs
 
 
 def test_beta_sweep_runs_one_job_per_value_and_trains_sft_once(workdir):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import run_posttrain
 
 SHORT = ["max_steps=2", "batch_size=8", "eval=none", "training.save_steps=0", "logger=none"]
@@ -17,6 +18,7 @@ def write_pairs(workdir, keys=("question", "good", "bad")) -> None:
         json.dumps({question: f"{i} + 1 =", good: f" {i + 1}", bad: f" {i + 2}"}) + "\n" for i in range(32)))
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_columns_map_without_a_plus_on_the_command_line(workdir):
     write_pairs(workdir)
     result = run_posttrain(["method=dpo", "dataset=local", "dataset.path=pairs.jsonl", "dataset.columns.prompt=question",

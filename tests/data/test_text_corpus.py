@@ -58,6 +58,7 @@ def test_a_bad_corpus_stops_with_one_line(tmp_path, content, expected):
     assert expected in caught.value.line() and "\n" not in caught.value.line()
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_pretrain_on_a_txt_corpus_runs(workdir):
     (workdir / "corpus.txt").write_text("".join(f"Document {i}: the number after {i} is {i + 1}.\n" for i in range(64)))
     command = ["method=pretrain", "dataset=local", "dataset.path=corpus.txt", "max_steps=2", "batch_size=8",

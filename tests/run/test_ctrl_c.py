@@ -9,12 +9,14 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import read_jsonl
 
 RUN = ["method=sft", "dataset=local", "dataset.path=rows.jsonl", "max_steps=400", "batch_size=8",
        "eval=none", "training.save_steps=0", "training.logging_steps=1", "logger=none", "run_name=c"]
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_ctrl_c_checkpoints_and_marks_the_run_interrupted(workdir):
     (workdir / "rows.jsonl").write_text(
         "".join(json.dumps({"prompt": f"{i} + 1 =", "completion": f" {i + 1}"}) + "\n" for i in range(64)))

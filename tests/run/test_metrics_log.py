@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
+import pytest
 from posttrain.run.callbacks import MetricsLog
 
 
@@ -39,6 +40,7 @@ def test_no_speed_figure_when_the_trainer_counts_no_tokens():
     assert "tokens_per_second" not in logged(0)
 
 
+@pytest.mark.slow  # an end-to-end training run
 def test_a_run_shorter_than_logging_steps_still_logs_its_last_step(workdir):
     import json
 

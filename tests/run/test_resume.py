@@ -17,6 +17,8 @@ from conftest import read_results, run_posttrain
 
 from posttrain.rundir import read_jsonl
 
+pytestmark = pytest.mark.xdist_group("resume")  # `pytest -n N`: one worker makes the module's shared run once
+
 HERE = Path(__file__).parent
 FAULTS_ENV = {"PYTHONPATH": os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)}
 MAX_STEPS = 12
