@@ -8,7 +8,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from posttrain.evaluators import EvalOutput, EvalRequest
 from posttrain.registry import EVALUATORS, Evaluator, Method, get_evaluator
@@ -114,9 +114,8 @@ def resolve_evaluation(method: Method, eval_cfg: DictConfig | None, dataset: Dic
     # Methods that sample while training evaluate by sampling every eval prompt several times: at the end
     # only when they also evaluated during training (eval_steps > 0); the task evaluation covers the rest.
     eval_split = not (method.samples_while_training and not eval_steps)
-    settings = OmegaConf.to_container(eval_cfg, resolve=True) if eval_cfg is not None else {"name": "none"}
-    row = get_evaluator(str(settings.get("name", "none")))
-    return Evaluation(eval_split, row, EvalRequest(settings, dataset, seed))
+    request = EvalRequest.from_config(eval_cfg, dataset, seed)
+    return Evaluation(eval_split, get_evaluator(str(request.settings.get("name", "none"))), request)
 
 
 def best_checkpoint_fields(metric: str, direction: str) -> dict:

@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig
 
 from posttrain.adapters import mixture_of_experts
+from posttrain.distributed import job_processes
 from posttrain.errors import PosttrainError
 from posttrain.memory import activation_bytes_per_token, model_shape
 
@@ -93,6 +94,9 @@ class Hardware:
     # optimizer steps trained on the completions of one generate call (TRL's steps_per_generation); None =
     # TRL's default (one step's worth per call)
     rollout_steps: int | None = None
+    # training processes of the job and how they share the work: None (one process), ddp or fsdp (FSDP2)
+    processes: int = 1
+    strategy: str | None = None
     # why each choice was made, knob -> short reason
     reasons: dict = field(default_factory=dict, compare=False)
 
@@ -113,6 +117,11 @@ class Hardware:
             fields["optim"] = "adamw_torch_fused"
         if self.compile:
             fields["torch_compile"] = True
+        if self.strategy == "fsdp":
+            # FSDP2 through accelerate: each decoder layer (the model's _no_split_modules) is one sharded unit,
+            # resharded after its forward; final/ is saved as one full state dict
+            fields["fsdp"] = True
+            fields["fsdp_config"] = {"version": 2, "reshard_after_forward": True, "state_dict_type": "FULL_STATE_DICT"}
         if self.micro_batch is not None:
             fields["per_device_train_batch_size"] = self.micro_batch
             fields["per_device_eval_batch_size"] = self.micro_batch
@@ -143,6 +152,8 @@ class Hardware:
                 value = f"{value}x{self.accumulation}"
             reason = self.reasons.get(knob)
             parts.append(f"{knob}={value}" + (f" ({reason})" if reason else ""))
+        if self.processes > 1:
+            parts.append(f"processes={self.processes} {self.strategy} ({self.reasons.get('strategy')})")
         return "hardware: " + ", ".join(parts)
 
 
@@ -290,12 +301,43 @@ def resolve_hardware(
         micro_batch = _largest_divisor_at_most(effective, limit)
         accum = effective // micro_batch
         reasons["micro_batch"] += f"; effective batch {effective} per process kept"
+    processes = job_processes(cfg)
+    strategy = None
+    if processes > 1:
+        strategy = _strategy(cfg.get("strategy", "auto"), model_cfg, lora, precision, gpu, reasons)
+        each = f"{micro_batch or batch_size}x{accum or accumulation or 1}"
+        reasons["strategy"] += f"; effective batch {each}x{processes} processes"
     return Hardware(
         device=device, precision=precision, attention=attention, liger=liger, packing=packing,
         compile=compile_, fused_optimizer=fused, micro_batch=micro_batch, accumulation=accum,
         micro_batch_tokens=micro_tokens, precompute_reference=precompute, rollout_steps=rollout_steps,
-        reasons=reasons,
+        processes=processes, strategy=strategy, reasons=reasons,
     )
+
+
+# auto picks FSDP2 when a full copy of the model's training state (weights, gradients, AdamW states) would
+# take more than this share of one GPU: the rest is for activations
+FSDP_STATE_SHARE = 0.6
+
+
+def _strategy(wanted: str, model_cfg: DictConfig | None, lora: bool, precision: str, gpu: bool,
+              reasons: dict) -> str:
+    """ddp or fsdp for a job of several processes (hardware.strategy)."""
+    if wanted != "auto":
+        reasons["strategy"] = "set"
+        return wanted
+    params = model_parameters(model_cfg)
+    total = torch.cuda.get_device_properties(0).total_memory if gpu and torch.cuda.is_available() else None
+    if params is None or total is None:
+        reasons["strategy"] = "each process holds the whole model"
+        return "ddp"
+    state = params * STATE_BYTES["lora" if lora else "full"] * (2 if precision == "fp32" else 1)
+    if state > FSDP_STATE_SHARE * total:
+        reasons["strategy"] = (f"a full copy of the training state ({state / 2**30:.0f} GiB) leaves too little of one "
+                               f"{total / 2**30:.0f} GiB GPU: sharded")
+        return "fsdp"
+    reasons["strategy"] = f"the training state ({state / 2**30:.0f} GiB) fits each GPU"
+    return "ddp"
 
 
 def _token_budget(model_cfg: DictConfig | None, liger: bool, lora: bool, precision: str,

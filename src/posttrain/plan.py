@@ -21,6 +21,7 @@ h = hidden size, q = heads x head_dim, kv = key/value heads x head_dim, i = MLP 
   Liger's fused linear cross-entropy a 4,096-token chunk of T x V x 10 bytes; otherwise all of them
   (bf16 logits, their fp32 copy and the fp32 gradient); a classification head none
 - reference model (DPO/KTO full fine-tuning scored on the fly): b x N again
+- hardware.strategy=fsdp over P processes: weights, gradients and AdamW states divided by P
 A normal run on a GPU whose plan exceeds the GPU's memory stops before loading the model (check_fits).
 """
 
@@ -29,7 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -281,6 +282,9 @@ def make_plan(cfg: DictConfig, hardware=None, with_data: bool = True,
     memory = estimate_memory(shape, parameters, adapter, lora, qlora_share, tokens, hardware.precision,
                              hardware.liger, bool(cfg.training.gradient_checkpointing), reference, adapted,
                              lm_head=_lm_head(method, hardware.liger))
+    if hardware.strategy == "fsdp":  # FSDP2 keeps 1/processes of the weights, gradients and AdamW states per GPU
+        memory = replace(memory, weights=memory.weights / hardware.processes,
+                         gradients=memory.gradients / hardware.processes, optimizer=memory.optimizer / hardware.processes)
     gpu = _gpu()
     plan = Plan(
         model=cfg.model.name, method=method.name, parameters=parameters, trainable=adapter or parameters,

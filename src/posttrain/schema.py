@@ -31,6 +31,8 @@ class Range:
     example: str = ""
     # what null means, when null is allowed (eval.limit=null: every item)
     null: str | None = None
+    # what auto means, when the word auto is allowed (hardware.gpus=auto: every visible GPU)
+    auto: str | None = None
 
     def converted(self, value: Any) -> float | int | None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -41,6 +43,8 @@ class Range:
 
     def allows(self, value: Any) -> bool:
         if value is None and self.null:
+            return True
+        if value == "auto" and self.auto:
             return True
         number = self.converted(value)
         if number is None:
@@ -61,6 +65,8 @@ class Range:
             text += f" >= {self.ge:g}"
         if self.null:
             text = f"null ({self.null}) or {text}"
+        if self.auto:
+            text = f"auto ({self.auto}) or {text}"
         return f"{self.special[0]} ({self.special[1]}) or {text}" if self.special else text
 
     def problem(self, key: str, value: Any) -> PosttrainError | None:
@@ -199,6 +205,8 @@ class Hardware:
     mem_gb: float = number("64", gt=0)
     timeout_min: float = number("720", gt=0)
     nodes: int = integer("1", gt=0)
+    gpus: int | str = integer("2", gt=0, auto="every visible GPU with hardware=gpu, else 1")
+    strategy: str = one_of("auto", "ddp", "fsdp")
 
 
 @dataclass

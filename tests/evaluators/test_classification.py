@@ -7,7 +7,6 @@ import pytest
 import torch
 from conftest import read_jsonl, read_results, run_posttrain
 from hydra import compose, initialize_config_module
-from omegaconf import OmegaConf
 
 from posttrain.errors import PosttrainError
 from posttrain.evaluators import EvalRequest, classification
@@ -19,10 +18,6 @@ def nli_config(*overrides: str):
     register_resolvers()
     with initialize_config_module(config_module="posttrain.conf", version_base="1.3"):
         return compose(config_name="train", overrides=["experiment=nli_qlora_minimal_test", *overrides])
-
-
-def request_for(cfg, **settings) -> EvalRequest:
-    return EvalRequest({**OmegaConf.to_container(cfg.eval, resolve=True), **settings}, cfg.dataset, int(cfg.seed))
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +72,7 @@ def test_each_row_gets_the_label_of_highest_log_prob(tiny, monkeypatch):
                 for prompt, label in pairs]
 
     monkeypatch.setattr(classification, "completion_logprobs", fake_scores)
-    output = classification.evaluate(*tiny, request_for(cfg))
+    output = classification.evaluate(*tiny, EvalRequest.from_config(cfg.eval, cfg.dataset, cfg.seed))
     assert {label for _, label in scored["pairs"]} == {" contradiction", " entailment", " neutral"}  # its spacing
     for sample in output.samples:
         assert sample["predicted"] == ("neutral" if "dog" in sample["prompt"] else "entailment")
@@ -90,7 +85,7 @@ def test_each_row_gets_the_label_of_highest_log_prob(tiny, monkeypatch):
 
 def test_with_one_candidate_label_every_row_is_predicted_as_it(tiny):
     cfg = nli_config()
-    output = classification.evaluate(*tiny, request_for(cfg, labels=["neutral"], limit=6))
+    output = classification.evaluate(*tiny, EvalRequest.from_config(cfg.eval, cfg.dataset, cfg.seed, labels=["neutral"], limit=6))
     assert [s["predicted"] for s in output.samples] == ["neutral"] * 6
     neutral = sum(s["gold"] == "neutral" for s in output.samples)
     assert output.metrics["label_accuracy"] == pytest.approx(neutral / 6)
@@ -109,7 +104,7 @@ def test_a_dataset_without_an_eval_split_is_one_line_naming_the_fix(tmp_path):
     (tmp_path / "train.jsonl").write_text('{"premise": "p", "hypothesis": "h", "label": 0}\n' * 4)
     cfg = nli_config(f"dataset.path={tmp_path / 'train.jsonl'}", "dataset.eval_path=null", "dataset.eval_fraction=0")
     with pytest.raises(PosttrainError) as error:
-        classification.evaluate(None, None, request_for(cfg))
+        classification.evaluate(None, None, EvalRequest.from_config(cfg.eval, cfg.dataset, cfg.seed))
     assert error.value.line() == (
         "eval=classification scores the eval split of dataset nli, and it has none. Fix: set "
         "dataset.eval_path=FILE, or dataset.eval_fraction above 0 to hold out training rows.")

@@ -7,7 +7,6 @@ import pytest
 import torch
 from conftest import read_jsonl, read_results, run_posttrain
 from hydra import compose, initialize_config_module
-from omegaconf import OmegaConf
 from peft import LoraConfig, get_peft_model
 
 from posttrain.errors import PosttrainError
@@ -22,8 +21,10 @@ def config(*overrides: str, data=("dataset=tictactoe_dpo", "dataset.thoughts=fal
         return compose(config_name="train", overrides=["~experiment", "method=dpo", *data, "eval=preference", *overrides])
 
 
-def request_for(cfg, **settings) -> EvalRequest:
-    return EvalRequest({**OmegaConf.to_container(cfg.eval, resolve=True), **settings}, cfg.dataset, int(cfg.seed))
+def request(*overrides: str, **settings) -> EvalRequest:
+    """The eval=preference request of config(*overrides), with `settings` set over its fields."""
+    cfg = config(*overrides)
+    return EvalRequest.from_config(cfg.eval, cfg.dataset, cfg.seed, **settings)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def test_an_untrained_adapter_prefers_nothing_against_its_base(tiny):
     model, tokenizer = tiny
     cfg = config("eval.limit=12")
     lora = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear"))  # B = 0: the base's outputs
-    output = preference.evaluate(lora, tokenizer, request_for(cfg))
+    output = preference.evaluate(lora, tokenizer, EvalRequest.from_config(cfg.eval, cfg.dataset, cfg.seed))
     assert output.metrics["preference_pairs"] == 12
     assert output.metrics["preference_margin"] == pytest.approx(0.0, abs=1e-5)
     assert output.metrics["preference_accuracy"] == 0.0  # a tie is no preference
@@ -57,7 +58,7 @@ def test_an_untrained_adapter_prefers_nothing_against_its_base(tiny):
 
 def test_without_a_reference_the_log_probability_margin_is_reported(tiny):
     model, tokenizer = tiny
-    output = preference.evaluate(model, tokenizer, request_for(config("eval.limit=6")))
+    output = preference.evaluate(model, tokenizer, request("eval.limit=6"))
     chosen = [s["chosen"] for s in output.samples]
     assert output.metrics["preference_pairs"] == 6 and len(set(chosen)) >= 1
     assert {s["scored_by"] for s in output.samples} == {"log-probability margin"}
@@ -80,7 +81,7 @@ def test_a_reward_model_scores_the_pairs_itself(tiny, monkeypatch):
         def forward(self, input_ids, attention_mask):  # longer texts score higher
             return type("Out", (), {"logits": attention_mask.sum(dim=1, keepdim=True).float()})()
 
-    output = preference.evaluate(FakeRewardModel(), tokenizer, request_for(cfg))
+    output = preference.evaluate(FakeRewardModel(), tokenizer, EvalRequest.from_config(cfg.eval, cfg.dataset, cfg.seed))
     lengths = [(len(tokenizer(s["prompt"] + s["chosen"])["input_ids"]), len(tokenizer(s["prompt"] + s["rejected"])["input_ids"]))
                for s in output.samples]
     assert [s["margin"] for s in output.samples] == [float(c - r) for c, r in lengths]
@@ -93,7 +94,7 @@ def test_a_dataset_without_an_eval_split_is_one_line(tiny, tmp_path):
     pairs.write_text('{"prompt": "p", "chosen": " a", "rejected": " b"}\n' * 4)
     cfg = config(data=("dataset=local", f"dataset.path={pairs}", "dataset.eval_fraction=0"))
     with pytest.raises(PosttrainError, match="eval=preference scores the eval split"):
-        preference.evaluate(model, tokenizer, request_for(cfg))
+        preference.evaluate(model, tokenizer, EvalRequest.from_config(cfg.eval, cfg.dataset, cfg.seed))
 
 
 @pytest.mark.slow
@@ -124,8 +125,7 @@ def test_an_untrained_adapter_ties_its_base_under_a_judge(tiny, monkeypatch):
 
     monkeypatch.setattr(preference, "answer_scores", judge)
     lora = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear"))
-    output = preference.evaluate(lora, tokenizer, request_for(config("eval.limit=8"), judge=True, win_rate_prompts=5,
-                                                              max_new_tokens=8))
+    output = preference.evaluate(lora, tokenizer, request("eval.limit=8", judge=True, win_rate_prompts=5, max_new_tokens=8))
     assert len(scored[0]) == 5 and all(answer == reference for answer, reference in scored[0])
     assert output.metrics["preference_win_rate"] == 0.5
     answered = [s for s in output.samples if "reference_answer" in s]
@@ -136,8 +136,7 @@ def test_an_untrained_adapter_ties_its_base_under_a_judge(tiny, monkeypatch):
         for name, weight in lora.named_parameters():
             if "lora_B" in name:
                 weight.normal_(0, 0.5)
-    output = preference.evaluate(lora, tokenizer, request_for(config("eval.limit=8"), judge=True, win_rate_prompts=5,
-                                                              max_new_tokens=8))
+    output = preference.evaluate(lora, tokenizer, request("eval.limit=8", judge=True, win_rate_prompts=5, max_new_tokens=8))
     answered = [s for s in output.samples if "reference_answer" in s]
     assert any(s["answer"] != s["reference_answer"] for s in answered)
     expected = preference.win_rate([s["answer_score"] for s in answered], [s["reference_score"] for s in answered])
@@ -169,8 +168,7 @@ def test_the_offline_judge_rates_a_lora_model_against_its_base(tiny):
     """The real judge (SmolLM2-135M, offline) rates both answers of each prompt on its 1-9 scale."""
     model, tokenizer = tiny
     lora = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear"))
-    output = preference.evaluate(lora, tokenizer, request_for(config("eval.limit=8"), judge=True, win_rate_prompts=2,
-                                                              max_new_tokens=6))
+    output = preference.evaluate(lora, tokenizer, request("eval.limit=8", judge=True, win_rate_prompts=2, max_new_tokens=6))
     assert output.metrics["preference_win_rate"] == 0.5  # identical answers: identical ratings
     assert 1.0 <= output.metrics["win_rate_model_score"] <= 9.0
     assert output.metrics["win_rate_model_score"] == output.metrics["win_rate_reference_score"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,12 @@ class EvalRequest:
     seed: int
     # at most this many items (positions, prompts, rows); None = all the evaluator's items
     limit: int | None = None
+
+    @classmethod
+    def from_config(cls, eval_cfg: DictConfig | None, dataset: DictConfig, seed: int, **settings) -> EvalRequest:
+        """The request of the eval group `eval_cfg` (None: eval=none), with `settings` set over its fields."""
+        values = OmegaConf.to_container(eval_cfg, resolve=True) if eval_cfg is not None else {"name": "none"}
+        return cls({**values, **settings}, dataset, int(seed))
 
 
 @dataclass

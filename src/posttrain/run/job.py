@@ -7,16 +7,28 @@ in a sweep they are recorded in the job's status.json and the sweep goes on with
 from __future__ import annotations
 
 import logging
+import logging.config
 import os
 import signal
 import socket
 import sys
+from dataclasses import dataclass
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from posttrain.distributed import export_distributed_env, run_dir_for_this_process
+from posttrain.distributed import (
+    barrier,
+    export_distributed_env,
+    is_main_process,
+    join_process_group,
+    launch_local,
+    processes_to_start,
+    quiet_followers,
+    run_dir_for_this_process,
+    training_device,
+)
 from posttrain.errors import PosttrainError, fail
 from posttrain.redact import install_log_redaction, redact
 from posttrain.run.pipeline import run_pipeline
@@ -74,13 +86,51 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}".strip()
 
 
+@dataclass(frozen=True)
+class JobContext:
+    """What a job reads from Hydra, as plain values a spawned training process can receive."""
+
+    # the run directory (hydra.runtime.output_dir)
+    output_dir: str
+    # one job of --multirun: errors are recorded and the sweep goes on
+    in_sweep: bool
+    # what a failed job returns to the sweeper
+    failed_value: float | None
+
+
 def run_job(cfg: DictConfig, stages: list[tuple[str, list[str], DictConfig]]) -> float | None:
-    """`stages`: a pipeline's stages (posttrain.compose.stage_configs), [] for a single run."""
+    """`stages`: a pipeline's stages (posttrain.compose.stage_configs), [] for a single run. With
+    hardware.gpus > 1 (auto: every visible GPU) the job runs in that many processes on this node."""
     hydra_cfg = HydraConfig.get()
+    context = JobContext(hydra_cfg.runtime.output_dir, hydra_cfg.mode == RunMode.MULTIRUN,
+                         failed_job_value(cfg, hydra_cfg.sweeper))
+    processes = processes_to_start(cfg.hardware)
+    if processes > 1:
+        plain = OmegaConf.to_container(cfg, resolve=True)  # the config as composed: every process trains it
+        plain_stages = [(name, overrides, OmegaConf.to_container(stage, resolve=True)) for name, overrides, stage in stages]
+        logging_config = OmegaConf.to_container(hydra_cfg.job_logging, resolve=True)
+        return launch_local(processes, _job_in_a_process, plain, plain_stages, context, logging_config)
     export_distributed_env()  # a Slurm job of several processes: RANK, WORLD_SIZE, ... for the Trainer
-    run_dir = run_dir_for_this_process(hydra_cfg.runtime.output_dir)  # only rank 0 writes it
-    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    return _run(cfg, stages, context)
+
+
+def _job_in_a_process(plain: dict, plain_stages: list, context: JobContext, logging_config: dict) -> float | None:
+    """One of the processes launch_local starts: Hydra's logging set up again, then the same job."""
+    if hasattr(os, "setpgrp"):
+        # Ctrl-C reaches the launching process only, which passes one SIGINT on to each rank: each checkpoints
+        # and stops (the terminal's own SIGINT followed by the launcher's would count as a second Ctrl-C)
+        os.setpgrp()
+    logging.config.dictConfig(logging_config)
+    quiet_followers()
+    stages = [(name, overrides, OmegaConf.create(stage)) for name, overrides, stage in plain_stages]
+    return _run(OmegaConf.create(plain), stages, context)
+
+
+def _run(cfg: DictConfig, stages: list[tuple[str, list[str], DictConfig]], context: JobContext) -> float | None:
+    run_dir = run_dir_for_this_process(context.output_dir)  # only rank 0 writes it
+    in_sweep = context.in_sweep
     install_log_redaction()
+    join_process_group(training_device(cfg.hardware))
     try:
         if run_dir.is_completed():
             check_same_settings(run_dir, cfg)
@@ -92,8 +142,10 @@ def run_job(cfg: DictConfig, stages: list[tuple[str, list[str], DictConfig]]) ->
             results = run_pipeline(run_dir, stages, in_sweep)
         else:
             results = train_run(cfg, run_dir)
-        for line in summary_lines(run_dir):
-            log.info(line)
+        barrier()  # rank 0 has written results.json
+        if is_main_process():
+            for line in summary_lines(run_dir):
+                log.info(line)
         return objective(cfg, results)
     except Interrupted as stop:
         run_dir.set_status("interrupted", reason=str(stop))
@@ -109,13 +161,13 @@ def run_job(cfg: DictConfig, stages: list[tuple[str, list[str], DictConfig]]) ->
             run_dir.set_status("failed", error=error.line())
         if in_sweep:
             log.error("job failed: %s", error.line())
-            return failed_job_value(cfg, hydra_cfg.sweeper)
+            return context.failed_value
         fail(error)
     except Exception as error:
         run_dir.set_status("failed", error=_first_line(error))
         if in_sweep:
             log.exception("job failed: %s", _first_line(error))
-            return failed_job_value(cfg, hydra_cfg.sweeper)
+            return context.failed_value
         raise
 
 

@@ -8,6 +8,7 @@ reaches every stage; stages.<name>.<key>=... changes one stage), then model.path
 stage's final/.
 Stage k lives in <run dir>/<k>-<name>/ as a complete run directory of its own; the pipeline's own
 metrics.jsonl, checkpoints.jsonl and results.json gather the stages', and final/ links to the last one.
+In a job of several processes every stage runs on all of them, one stage after another; rank 0 writes.
 A completed stage is not run again when the pipeline is resumed, and in a sweep a stage identical to one
 another job already finished (same config, same starting point) is copied rather than trained again: the
 SFT stage of `--multirun dpo_beta=0.05,0.1,0.2` trains once.
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from posttrain.distributed import barrier, is_main_process, run_dir_for_this_process
 from posttrain.rundir import COMPLETED, RunDir, read_jsonl, write_atomic
 
 log = logging.getLogger(__name__)
@@ -78,23 +80,31 @@ def run_pipeline(run_dir: RunDir, stages: list[tuple[str, list[str], DictConfig]
     stage_dirs: list[tuple[str, RunDir]] = []
     previous, previous_key = None, None
     for index, (name, overrides, stage_cfg) in enumerate(stages, start=1):
-        stage_dir = RunDir(run_dir.path / f"{index}-{name}")
+        stage_dir = run_dir_for_this_process(run_dir.path / f"{index}-{name}")  # only rank 0 writes it
         stage_cfg = starting_from(stage_cfg, previous.final if previous else None)
         key = stage_key(stage_cfg, previous_key)
         if stage_dir.is_completed():
             log.info("stage %s: already complete in %s", name, stage_dir.path)
-        elif not (in_sweep and _reuse_sibling_stage(stage_dir, key)):
-            log.info("stage %d/%d: %s (%s)", index, len(stages), name, " ".join(overrides))
-            stage_dir.set_status("running", stage_key=key)
-            stage_dir.write_config(config_for_run(stage_cfg))
-            train_run(stage_cfg, stage_dir)
+        else:
+            if in_sweep and is_main_process():
+                _reuse_sibling_stage(stage_dir, key)
+            barrier()  # every process sees the stage rank 0 reused, or none of them does
+            if not stage_dir.is_completed():
+                log.info("stage %d/%d: %s (%s)", index, len(stages), name, " ".join(overrides))
+                stage_dir.set_status("running", stage_key=key)
+                stage_dir.write_config(config_for_run(stage_cfg))
+                train_run(stage_cfg, stage_dir)
+        barrier()  # rank 0 has written the stage's final/ and results.json: the next stage starts from them
         results_by_stage[name] = stage_dir.read_results()
         stage_dirs.append((name, stage_dir))
         previous, previous_key = stage_dir, key
-    return _gather(run_dir, stage_dirs, results_by_stage)
+    if is_main_process():
+        _gather(run_dir, stage_dirs, results_by_stage)
+    barrier()
+    return run_dir.read_results()
 
 
-def _gather(run_dir: RunDir, stage_dirs: list[tuple[str, RunDir]], results_by_stage: dict[str, dict]) -> dict:
+def _gather(run_dir: RunDir, stage_dirs: list[tuple[str, RunDir]], results_by_stage: dict[str, dict]) -> None:
     metrics, checkpoints = [], []
     for name, stage_dir in stage_dirs:
         metrics += [{"stage": name, **record} for record in read_jsonl(stage_dir.metrics)]
@@ -110,7 +120,5 @@ def _gather(run_dir: RunDir, stage_dirs: list[tuple[str, RunDir]], results_by_st
     checkpoints.append({**final, "name": "final", "path": str(run_dir.final)})
     write_atomic(run_dir.metrics, "".join(json.dumps(r) + "\n" for r in metrics))
     write_atomic(run_dir.checkpoint_log, "".join(json.dumps(r) + "\n" for r in checkpoints))
-    results = {**results_by_stage[last_name], "stages": results_by_stage}
-    run_dir.write_results(results)
+    run_dir.write_results({**results_by_stage[last_name], "stages": results_by_stage})
     run_dir.set_status(COMPLETED)
-    return results
