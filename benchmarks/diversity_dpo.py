@@ -86,6 +86,9 @@ def main() -> None:
                                      f"seed={seed}", f"run_name=dpo_seed{seed}", *overrides,
                                      *([f"learning_rate={args.learning_rate}"] if args.learning_rate else [])], work)
         after[seed] = json.loads((work / "outputs" / f"dpo_seed{seed}" / "results.json").read_text())
+        # each seed as it finishes (a long benchmark stopped early keeps what it measured)
+        print(f"seed {seed}: " + ", ".join(f"{m} {base[seed][m]:.4f} -> {after[seed][m]:.4f}" for m in METRICS),
+              file=sys.stderr, flush=True)
 
     rate = args.learning_rate or "the table's"
     print(f"\nSmolLM2-135M-Instruct, DPO (LoRA r=8, {args.steps} steps, batch 4, learning rate {rate}) on posttrain.pairs criterion=embedding "
