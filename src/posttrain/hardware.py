@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig
 
 from posttrain.adapters import mixture_of_experts
-from posttrain.distributed import job_processes
+from posttrain.distributed import job_processes, training_device
 from posttrain.errors import PosttrainError
 from posttrain.memory import activation_bytes_per_token, model_shape
 
@@ -210,9 +210,7 @@ def resolve_hardware(
 ) -> Hardware:
     """Resolve conf/hardware/ for one run: `cfg` is the hardware group; method, model group, batch size,
     accumulation steps, LoRA and activation checkpointing are what the throughput choices depend on."""
-    device = cfg.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = training_device(cfg)
     precision = cfg.precision
     if precision == "auto":
         precision = "bf16" if device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"

@@ -128,7 +128,6 @@ def _job_in_a_process(plain: dict, plain_stages: list, context: JobContext, logg
 
 def _run(cfg: DictConfig, stages: list[tuple[str, list[str], DictConfig]], context: JobContext) -> float | None:
     run_dir = run_dir_for_this_process(context.output_dir)  # only rank 0 writes it
-    in_sweep = context.in_sweep
     install_log_redaction()
     join_process_group(training_device(cfg.hardware))
     try:
@@ -139,7 +138,7 @@ def _run(cfg: DictConfig, stages: list[tuple[str, list[str], DictConfig]], conte
         run_dir.set_status("running", started=now(), host=socket.gethostname(), pid=os.getpid())
         run_dir.write_config(config_for_run(cfg))
         if stages:
-            results = run_pipeline(run_dir, stages, in_sweep)
+            results = run_pipeline(run_dir, stages, context.in_sweep)
         else:
             results = train_run(cfg, run_dir)
         barrier()  # rank 0 has written results.json
@@ -159,13 +158,13 @@ def _run(cfg: DictConfig, stages: list[tuple[str, list[str], DictConfig]], conte
     except PosttrainError as error:
         if not run_dir.is_completed():  # a finished run stays complete (e.g. only its objective key was wrong)
             run_dir.set_status("failed", error=error.line())
-        if in_sweep:
+        if context.in_sweep:
             log.error("job failed: %s", error.line())
             return context.failed_value
         fail(error)
     except Exception as error:
         run_dir.set_status("failed", error=_first_line(error))
-        if in_sweep:
+        if context.in_sweep:
             log.exception("job failed: %s", _first_line(error))
             return context.failed_value
         raise
