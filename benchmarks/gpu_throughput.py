@@ -89,9 +89,14 @@ def build_data(work: Path, rows: int, dpo_rows: int, vocab: int, prompt_len: int
 
 
 # ---------------------------------------------------------------------------------------------- timing
-def timer_callback(warmup: int, started: float, record: dict):
+def timer_callback(warmup: int, started: float, record: dict, profile: int = 0, profile_to: Path | None = None):
+    """Times the steps after `warmup`; with `profile` > 0, torch's profiler records that many steps just
+    before step `warmup` (outside the timed steps) and writes its kernel table and the GPU's busy share to
+    `profile_to`."""
     import torch
     from transformers import TrainerCallback
+
+    profiler = None
 
     def sync():
         if torch.cuda.is_available():
@@ -103,6 +108,24 @@ def timer_callback(warmup: int, started: float, record: dict):
                 sync()
                 record["t0"], record["tokens0"] = time.perf_counter(), state.num_input_tokens_seen
                 record["samples_per_step"] = args.per_device_train_batch_size * args.gradient_accumulation_steps
+            if profile and state.global_step == max(0, warmup - profile):
+                nonlocal profiler
+                sync()
+                profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]
+                                                  + ([torch.profiler.ProfilerActivity.CUDA] if torch.cuda.is_available() else []))
+                profiler.__enter__()
+                record["profile_t0"] = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            nonlocal profiler
+            # host time at each step's end (no sync added): where a run's time goes between the steps
+            record.setdefault("step_ends", []).append(round(time.perf_counter() - started, 4))
+            if profiler is not None and state.global_step == max(0, warmup - profile) + profile:
+                sync()
+                wall = time.perf_counter() - record.pop("profile_t0")
+                profiler.__exit__(None, None, None)
+                write_profile(profiler, wall, profile, profile_to)
+                profiler = None
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
@@ -120,6 +143,18 @@ def timer_callback(warmup: int, started: float, record: dict):
                 record["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
 
     return Timer()
+
+
+def write_profile(profiler, wall: float, steps: int, path: Path) -> None:
+    """The profiled steps' kernel table (by GPU time) and the share of the wall time the GPU was busy."""
+    events = profiler.key_averages()
+    device_us = sum(e.self_device_time_total for e in events if e.self_device_time_total > 0)
+    lines = [f"{steps} steps, {wall:.3f} s wall ({wall / steps * 1000:.1f} ms a step), GPU kernels "
+             f"{device_us / 1e6:.3f} s ({100 * device_us / 1e6 / wall:.1f}% busy)", ""]
+    lines.append(events.table(sort_by="self_device_time_total" if device_us else "self_cpu_time_total", row_limit=45,
+                              max_name_column_width=90))
+    lines.append(events.table(sort_by="cpu_time_total", row_limit=25, max_name_column_width=90))
+    path.write_text("\n".join(lines))
 
 
 # ---------------------------------------------------------------------------------------------- cases
@@ -185,7 +220,7 @@ def plain_trl(case: str, a, work: Path, record: dict) -> None:
                           f"checkpointing {args.gradient_checkpointing}, "
                           f"attention {model.config._attn_implementation}, liger {args.use_liger_kernel}, "
                           f"packing {getattr(args, 'packing', False)}, optim {getattr(args.optim, 'value', args.optim)}")
-    trainer.add_callback(timer_callback(a.warmup, started, record))
+    trainer.add_callback(timer_callback(a.warmup, started, record, a.profile, work / f"{case}.profile.txt"))
     trainer.train()
 
 
@@ -231,7 +266,7 @@ def posttrain_case(case: str, a, work: Path, record: dict) -> None:
 
     def build(method, inputs):
         trainer = original_build(method, inputs)
-        trainer.add_callback(timer_callback(a.warmup, started, record))
+        trainer.add_callback(timer_callback(a.warmup, started, record, a.profile, work / f"{case}.profile.txt"))
         record["parameters"] = inputs.model.num_parameters()
         args = trainer.args
         record["settings"] = ((f"{a.variant}: " if case == "posttrain_variant" else "")
@@ -330,6 +365,8 @@ def main() -> None:
     p.add_argument("--completion", type=int, default=256, help="GRPO completion length in tokens")
     p.add_argument("--grpo-variant", default="+method.args.use_transformers_paged=true",
                    help="overrides of the posttrain_grpo_variant case (not run unless named in --cases)")
+    p.add_argument("--profile", type=int, default=0,
+                   help="profile this many steps after --warmup in each case: <work>/<case>.profile.txt")
     p.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
     a = p.parse_args()
     if a.case:
@@ -365,7 +402,7 @@ def main() -> None:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--case", case, "--work", str(work),
                "--steps", str(a.steps), "--warmup", str(a.warmup), "--variant", a.variant,
                "--grpo-steps", str(a.grpo_steps), "--grpo-warmup", str(a.grpo_warmup), "--completion", str(a.completion),
-               "--grpo-variant", a.grpo_variant] + (["--smoke"] if a.smoke else [])
+               "--grpo-variant", a.grpo_variant, "--profile", str(a.profile)] + (["--smoke"] if a.smoke else [])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(a.src).resolve()), os.environ.get("PYTHONPATH", "")]),
                "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled"}
         try:

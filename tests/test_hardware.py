@@ -30,12 +30,13 @@ def resolve(cfg, method: str = "sft", lora: bool = False):
 
 @pytest.fixture
 def fake_h200(monkeypatch):
-    """A CUDA machine with one H200 (140 GiB free), liger-kernel installed, flash-attn not."""
+    """A CUDA machine with one H200 (140 GiB free), liger-kernel installed, flash-attn not, torch's varlen kernel there."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
     monkeypatch.setattr(hw, "gpu_free_bytes", lambda: 140 * GiB)
     monkeypatch.setattr(hw, "installed", lambda package: package == "liger_kernel")
+    monkeypatch.setattr(hw, "varlen_kernel_available", lambda: True)
 
 
 @pytest.mark.parametrize("group", ["auto", "cpu"])
@@ -55,17 +56,17 @@ def test_cpu_and_gpu_extend_auto_through_the_defaults_list():
     assert gpu.attention == cpu.attention == "auto"
 
 
-def test_sft_on_a_gpu_gets_liger_packing_flex_attention_and_a_micro_batch_keeping_the_effective_batch(fake_h200):
+def test_sft_on_a_gpu_gets_liger_packing_varlen_attention_and_a_micro_batch_keeping_the_effective_batch(fake_h200):
     cfg = composed("hardware=gpu", "model=qwen2.5-0.5b", "model.init=random", "batch_size=32")
     chosen = resolve(cfg)
     args = chosen.training_arguments()
     assert args["use_liger_kernel"] and args["optim"] == "adamw_torch_fused" and args["bf16"]
-    assert chosen.attention == "flex_attention"  # flash-attn missing: flex skips other examples' blocks
+    assert chosen.attention == "varlen"  # flash-attn missing: torch's own varlen kernel
     assert chosen.method_arguments("sft") == {"packing": True, "packing_strategy": "bfd", "padding_free": True}
     assert args["per_device_train_batch_size"] * args["gradient_accumulation_steps"] == 32
     assert args["per_device_train_batch_size"] == 32  # 32 rows of 1024 tokens fit an H200
     assert "torch_compile" not in args
-    assert "hardware: cuda (bf16)" in chosen.summary() and "attention=flex_attention" in chosen.summary()
+    assert "hardware: cuda (bf16)" in chosen.summary() and "attention=varlen" in chosen.summary()
 
 
 def test_a_small_gpu_gets_a_smaller_micro_batch_and_more_accumulation(fake_h200, monkeypatch):
@@ -82,11 +83,17 @@ def test_flash_attention_is_chosen_when_installed(fake_h200, monkeypatch):
     assert resolve(composed("hardware=gpu")).attention == "flash_attention_2"
 
 
+def test_packed_rows_get_flex_attention_when_torch_has_no_varlen_kernel(fake_h200, monkeypatch):
+    monkeypatch.setattr(hw, "varlen_kernel_available", lambda: False)
+    chosen = resolve(composed("hardware=gpu"))
+    assert chosen.attention == "flex_attention" and "no varlen kernel" in chosen.reasons["attention"]
+
+
 def test_dpo_on_a_gpu_precomputes_the_frozen_reference_and_runs_padding_free(fake_h200):
     from posttrain.registry import get_method
 
     chosen = resolve(composed("hardware=gpu", "method=dpo", "model=qwen2.5-0.5b", "model.init=random"), "dpo")
-    assert chosen.attention == "flex_attention" and chosen.packing
+    assert chosen.attention == "varlen" and chosen.packing
     assert chosen.method_arguments("dpo") == {"precompute_ref_log_probs": True}  # TRL's own padding_free stays off
     assert get_method("dpo").trl_classes(padding_free=True)[0].__name__ == "PaddingFreeDPOTrainer"
     assert get_method("dpo").trl_classes()[0].__name__ == "DPOTrainer"
@@ -140,10 +147,11 @@ def test_a_bad_knob_value_reads_as_one_line():
         resolve(composed("hardware.attention=fast"))
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("attention", ["sdpa", "eager", "varlen"])
 def test_padding_free_loss_equals_the_padded_loss(attention):
     """TRL's padding-free collator (what hardware.packing uses) against its padded one, same examples, same
-    tiny model: position_ids restart per example, so attention stays within each example."""
+    tiny model: position_ids restart per example (and cu_seq_lens mark the examples for varlen), so attention
+    stays within each example."""
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from posttrain.models.loading import load_model, load_tokenizer
@@ -158,7 +166,8 @@ def test_padding_free_loss_equals_the_padded_loss(attention):
     for padding_free in (False, True):
         collate = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=padding_free)
         batch = collate(examples)
-        keep = ("input_ids", "labels", "position_ids", "attention_mask")
+        keep = ("input_ids", "labels", "position_ids", "attention_mask", "cu_seq_lens_q", "cu_seq_lens_k",
+                "max_length_q", "max_length_k")
         with torch.no_grad():  # use_cache=False as SFTTrainer.compute_loss sets it: with a cache transformers
             # reads position_ids as decoding positions and builds no per-example mask
             inputs = {k: v for k, v in batch.items() if k in keep}

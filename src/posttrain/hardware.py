@@ -20,10 +20,11 @@ from posttrain.adapters import mixture_of_experts
 from posttrain.distributed import job_processes, training_device
 from posttrain.errors import PosttrainError
 from posttrain.memory import activation_bytes_per_token, model_shape
+from posttrain.models.attention import kernel_available as varlen_kernel_available
 
 log = logging.getLogger(__name__)
 
-ATTENTIONS = ("sdpa", "flex_attention", "flash_attention_2", "eager")
+ATTENTIONS = ("sdpa", "flex_attention", "flash_attention_2", "varlen", "eager")
 # What the throughput choices read from a method's registry row (posttrain.registry), so a new row needs no
 # edit here. Packing: TRL's SFTTrainer packs whole examples padding-free with per-example attention
 # (packing_strategy="bfd": position_ids restart at each example and transformers builds a block-causal mask
@@ -269,15 +270,18 @@ def resolve_hardware(
     elif installed("flash_attn") and torch.cuda.get_device_capability()[0] >= 8:
         attention = "flash_attention_2"
         reasons["attention"] = "flash-attn installed"
+    elif packing and varlen_kernel_available():
+        attention = "varlen"
+        reasons["attention"] = "torch's FlashAttention-2 varlen kernel keeps packed examples apart (flash-attn not installed)"
     elif packing:
         attention = "flex_attention"
-        reasons["attention"] = "block mask skips other examples' tokens in packed rows"
+        reasons["attention"] = "block mask skips other examples' tokens in packed rows (torch has no varlen kernel)"
     else:
         attention = "sdpa"
         reasons["attention"] = "flash-attn not installed"
     if packing and attention == "sdpa":
         log.warning("hardware.packing with sdpa attends through a dense block-causal mask over the whole packed "
-                    "micro-batch (correct but quadratic in its length); flex_attention or flash_attention_2 is faster")
+                    "micro-batch (correct but quadratic in its length); varlen, flex_attention or flash_attention_2 is faster")
 
     micro_batch = micro_tokens = accum = None
     wanted = cfg.get("micro_batch", "auto")

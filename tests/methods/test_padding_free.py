@@ -11,6 +11,7 @@ from trl import DPOConfig, DPOTrainer
 from trl.trainer.utils import add_fused_lm_head
 
 from posttrain.methods.padding_free import PaddingFreeDPOTrainer, pack_padded_forward
+from posttrain.models import attention as varlen_attention
 from posttrain.models.tiny import byte_level_tokenizer
 
 
@@ -38,13 +39,19 @@ def padded_batch(side: str):
     return ids, mask, ids.masked_fill(completion == 0, -100)
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "varlen"])
 @pytest.mark.parametrize("side", ["right", "left"])
-def test_packed_forward_gives_the_padded_per_token_log_probs(side):
+def test_packed_forward_gives_the_padded_per_token_log_probs(side, attention):
+    """The packed row (sdpa: block-causal mask from position_ids; varlen: the forward's cu_seq_lens) against
+    the padded batch through sdpa."""
     model = tiny_model()
     add_fused_lm_head(model, outputs=("log_probs", "entropy"))
     ids, mask, labels = padded_batch(side)
     with torch.no_grad():
         padded = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+        if attention == "varlen":
+            varlen_attention.register()
+            model.set_attn_implementation("varlen")
         packed = pack_padded_forward(model.forward)(input_ids=ids, attention_mask=mask, labels=labels,
                                                      fused_lm_head=True)
     assert packed.log_probs.shape == padded.log_probs.shape

@@ -4,8 +4,8 @@ TRL 1.16 pads every DPO micro-batch ([chosen; rejected] rows) to its longest seq
 padding_free switch, so with completions of mixed lengths the GPU spends a large share of each step on pad
 tokens. Here the same trainer runs padding-free: the model's forward (already TRL's fused LM head) receives
 the padded batch as TRL builds it, packs the real tokens of every row into one row whose position_ids restart
-at each sequence (transformers then attends within each sequence only: flash attention's varlen kernel,
-flex attention's block mask, or a block-causal mask for sdpa/eager), and hands the per-token outputs back in
+at each sequence and whose cu_seq_lens mark the sequences (transformers then attends within each sequence
+only: the varlen kernels, flex attention's block mask, or a block-causal mask for sdpa/eager), and hands the per-token outputs back in
 the padded layout, so TRL's loss, reference log-probabilities and metrics are unchanged. The first label of
 every sequence is masked, since in the packed row the token before it belongs to the previous sequence
 (in the padded layout that label is never scored either). tests/methods/test_padding_free.py checks the
@@ -39,7 +39,7 @@ def pack_padded_forward(forward):
         packed_labels = labels.masked_fill(positions == 0, -100)[keep].unsqueeze(0)
         kwargs.pop("position_ids", None)
         outputs = forward(input_ids=input_ids[keep].unsqueeze(0), position_ids=positions[keep].unsqueeze(0),
-                          labels=packed_labels, fused_lm_head=True, **kwargs)
+                          labels=packed_labels, fused_lm_head=True, **sequence_bounds(keep), **kwargs)
         return type(outputs)(**{
             name: _unpack(value, keep) if name in PER_TOKEN and value is not None else value
             for name, value in outputs.items()
@@ -47,6 +47,16 @@ def pack_padded_forward(forward):
 
     packed_forward._posttrain_padding_free = True
     return packed_forward
+
+
+def sequence_bounds(keep: torch.Tensor) -> dict:
+    """The packed row's cumulative sequence lengths, as TRL's padding-free collator passes them: the varlen
+    and flash attention kernels read them (other attentions ignore them) instead of deriving them from
+    position_ids in every layer."""
+    lengths = keep.sum(dim=1, dtype=torch.int32)
+    cu = torch.cat([lengths.new_zeros(1), lengths.cumsum(0, dtype=torch.int32)])
+    longest = int(lengths.max())
+    return {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": longest, "max_length_k": longest}
 
 
 def _unpack(packed: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

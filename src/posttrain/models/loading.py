@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
 from posttrain.errors import PosttrainError
+from posttrain.models import attention as varlen_attention
 from posttrain.models.tiny import byte_level_tokenizer
 
 log = logging.getLogger(__name__)
@@ -200,8 +201,8 @@ def _quantized(model: PreTrainedModel, dtype: torch.dtype, quantization, head: s
 def load_model(model_cfg: DictConfig, tokenizer, dtype: torch.dtype, quantization=None,
                head: str = "causal_lm", attention: str | None = None, device: str | None = None) -> PreTrainedModel:
     """The model of `model_cfg`; `attention` is the attention implementation hardware.attention resolved
-    to (sdpa, flex_attention, flash_attention_2, eager), None for the model's default; `device` is where a
-    random-init model is built (None: the CPU)."""
+    to (sdpa, flex_attention, flash_attention_2, varlen, eager), None for the model's default; `device` is where
+    a random-init model is built (None: the CPU)."""
     if uses_random_init(model_cfg):
         model = _random_model(model_cfg, tokenizer, dtype, head, device)
         if quantization is not None:
@@ -214,6 +215,8 @@ def load_model(model_cfg: DictConfig, tokenizer, dtype: torch.dtype, quantizatio
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     if attention is not None:
+        if attention == varlen_attention.NAME:
+            varlen_attention.register()
         model.set_attn_implementation(attention)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id

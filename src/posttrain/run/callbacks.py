@@ -200,7 +200,11 @@ class NonFiniteGuard(TrainerCallback):
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         if not grads:
             return
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+        if all(type(g) is torch.Tensor for g in grads):  # one fused kernel per dtype and device, no fp32 copies
+            norms = torch._foreach_norm(grads)
+        else:  # sharded (FSDP2 DTensor) gradients: each norm reduces across the processes
+            norms = [torch.linalg.vector_norm(g) for g in grads]
+        norm = torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
         if torch.isfinite(norm):
             return
         for param in model.parameters():
