@@ -112,7 +112,8 @@ def timer_callback(warmup: int, started: float, record: dict, profile: int = 0, 
                 nonlocal profiler
                 sync()
                 profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]
-                                                  + ([torch.profiler.ProfilerActivity.CUDA] if torch.cuda.is_available() else []))
+                                                  + ([torch.profiler.ProfilerActivity.CUDA] if torch.cuda.is_available() else []),
+                                                  with_stack=True)
                 profiler.__enter__()
                 record["profile_t0"] = time.perf_counter()
 
@@ -158,6 +159,14 @@ def write_profile(profiler, wall: float, steps: int, path: Path) -> None:
                               max_name_column_width=90))
     lines.append(events.table(sort_by="cpu_time_total", row_limit=25, max_name_column_width=90))
     path.write_text("\n".join(lines))
+    if device_us:  # where the GPU waited on the host: benchmarks/trace_gaps.py over the chrome trace
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from trace_gaps import analyse
+
+        trace = path.with_suffix(".trace.json")
+        profiler.export_chrome_trace(str(trace))
+        path.with_suffix(".gaps.txt").write_text("\n".join(analyse(json.loads(trace.read_text()), steps)) + "\n")
+        trace.unlink()
 
 
 # ---------------------------------------------------------------------------------------------- cases
