@@ -146,6 +146,9 @@ class TrainerInputs:
             "report_to": self.report_to,
             "disable_tqdm": True,
             "include_num_input_tokens_seen": "non_padding",
+            # skip: the trainer's filter keeps a NaN/inf loss out of the logged average; stop: no filter (it reads
+            # every micro-batch's loss back, a GPU sync each), the bad step's line reads nan and training ends
+            "logging_nan_inf_filter": training.on_nonfinite_loss == "skip",
             "max_length": knobs.max_length,
             **self.hardware.training_arguments(),
             **self.hardware.method_arguments(self.method.name),

@@ -35,8 +35,9 @@ def _clean(value):
 class MetricsLog(TrainerCallback):
     """Writes one metrics.jsonl line per logging step (and per evaluation) and a short console line.
 
-    The trainer leaves a NaN/inf loss out of the logged average (it would stay in its running sum); a line
-    whose window held such steps lists them under nonfinite_steps, and its loss is "nan" when all were.
+    A line whose window held NaN/inf steps lists them under nonfinite_steps. With training.on_nonfinite_loss=skip
+    the trainer leaves them out of the logged average (it would stay in its running sum) and the loss is "nan"
+    when all were; with stop (no filter: it would read every micro-batch's loss back) the line's loss is nan.
     With `gpu` (GPU runs), each training line also has peak_memory_gib and, on a GPU of speed.py's table,
     mfu_percent."""
 
@@ -188,37 +189,77 @@ class StopOnSignal(TrainerCallback):
 
 
 class NonFiniteGuard(TrainerCallback):
-    """Checks the gradients before each optimizer step. A NaN/inf is dropped from the update (the step's
-    gradients are discarded, so the weights keep their last good values); with mode "stop" training
-    then ends, leaving the last good checkpoint as the one to resume from."""
+    """Checks the gradients before each optimizer step. A NaN/inf is dropped from the update (the weights and
+    the optimizer state keep their last good values); with mode "stop" training then ends, leaving the last
+    good checkpoint as the one to resume from.
+
+    With a fused optimizer (hardware.fused_optimizer, a GPU's default) the check never waits for the GPU: the
+    optimizer's kernel reads the flag and skips the step itself (its found_inf input, as under a GradScaler),
+    and the flags are read back only when the trainer logs, saves, evaluates or stops. A host sync before each
+    step would leave the GPU idle while the host fetches the next batch and launches its forward. Otherwise
+    the gradients of a bad step are dropped on the host."""
 
     def __init__(self, mode: str):
         self.mode = mode
         self.bad_steps: list[int] = []
+        self._pending: list[tuple[int, torch.Tensor]] = []  # (step, 1.0 if it was skipped) not yet read back
 
-    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+    def on_pre_optimizer_step(self, args, state, control, model=None, optimizer=None, **kwargs):
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         if not grads:
             return
-        if all(type(g) is torch.Tensor for g in grads):  # one fused kernel per dtype and device, no fp32 copies
-            norms = torch._foreach_norm(grads)
+        if all(type(g) is torch.Tensor for g in grads):  # one fused kernel per dtype and device, fp32 norms
+            norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
         else:  # sharded (FSDP2 DTensor) gradients: each norm reduces across the processes
-            norms = [torch.linalg.vector_norm(g) for g in grads]
-        norm = torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+            norms = [torch.linalg.vector_norm(g, dtype=torch.float32) for g in grads]
+        norm = torch.linalg.vector_norm(torch.stack(norms))
+        fused = _fused_optimizer(optimizer)
+        if fused is not None:
+            fused.found_inf = (~torch.isfinite(norm)).float()
+            self._pending.append((state.global_step + 1, fused.found_inf))
+            return
         if torch.isfinite(norm):
             return
         for param in model.parameters():
             param.grad = None  # the optimizer skips parameters without gradients
-        self.bad_steps.append(state.global_step + 1)
-        if self.mode == "stop":
-            log.error("non-finite loss/gradient at step %d: update dropped, stopping", state.global_step + 1)
-            control.should_training_stop = True
-        else:
-            log.warning("non-finite loss/gradient at step %d: update skipped", state.global_step + 1)
+        self._found(state.global_step + 1, control)
 
     def on_step_end(self, args, state, control, **kwargs):
+        if self._pending and (control.should_log or control.should_save or control.should_evaluate
+                              or control.should_training_stop or state.global_step >= state.max_steps):
+            self._read_back(control)
         if self.mode == "stop" and self.bad_steps:
             control.should_save = False  # the checkpoints before the bad step stay the newest
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._read_back(control)
+
+    def _read_back(self, control) -> None:
+        if not self._pending:
+            return
+        steps, flags = zip(*self._pending)
+        self._pending.clear()
+        for step, skipped in zip(steps, torch.stack(flags).tolist()):
+            if skipped:
+                self._found(step, control)
+
+    def _found(self, step: int, control) -> None:
+        self.bad_steps.append(step)
+        if self.mode == "stop":
+            log.error("non-finite loss/gradient at step %d: update dropped, stopping", step)
+            control.should_training_stop = True
+        else:
+            log.warning("non-finite loss/gradient at step %d: update skipped", step)
+
+
+def _fused_optimizer(optimizer) -> torch.optim.Optimizer | None:
+    """The torch optimizer under accelerate's wrapper when its fused kernel takes a found_inf flag (Adam, AdamW
+    and SGD with fused=True skip the whole step, step count included, when the flag is 1)."""
+    while optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        optimizer = getattr(optimizer, "optimizer", None)
+    if optimizer is None or not optimizer.defaults.get("fused"):
+        return None
+    return optimizer if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)) else None
 
 
 class TaskEvaluation(TrainerCallback):
