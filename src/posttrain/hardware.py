@@ -28,9 +28,10 @@ ATTENTIONS = ("sdpa", "flex_attention", "flash_attention_2", "varlen", "eager")
 # What the throughput choices read from a method's registry row (posttrain.registry), so a new row needs no
 # edit here. Packing: TRL's SFTTrainer packs whole examples padding-free with per-example attention
 # (packing_strategy="bfd": position_ids restart at each example and transformers builds a block-causal mask
-# from them for sdpa/flex/eager, or passes cu_seq_lens to flash attention). TRL 1.16 disables DPO's
-# padding_free, so a row with a padding_free_trainer (DPO: posttrain.methods.padding_free) runs that instead;
-# the other preference methods train on padded batches.
+# from them for sdpa/flex/eager, or passes cu_seq_lens to flash attention). A row's padding_free_trainer
+# (posttrain.methods.padding_free) runs when packing is on: for SFT TRL's trainer without its per-step GPU
+# syncs; for DPO, whose padding_free TRL 1.16 disables, packed forwards. The other preference methods train
+# on padded batches.
 def packs(method: str) -> bool:
     row = _row(method)
     return row.trainer == "trl:SFTTrainer" or row.padding_free_trainer is not None
@@ -112,6 +113,10 @@ class Hardware:
             "bf16": self.precision == "bf16",
             "fp16": self.precision == "fp16",
         }
+        if self.device == "cuda":
+            # batches go to the GPU from pinned memory without the host waiting for the GPU to drain its queue
+            # (a blocking copy would idle the GPU while the host collates the next batch)
+            fields["accelerator_config"] = {"non_blocking": True}
         if self.liger:
             fields["use_liger_kernel"] = True
         if self.fused_optimizer:
