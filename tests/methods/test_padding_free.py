@@ -1,5 +1,6 @@
 """Padding-free DPO (hardware.packing on a GPU) must score exactly what the padded batch scores: per-token
-log-probabilities and the DPO loss of one batch equal TRL's padded forward within 1e-3, on CPU."""
+log-probabilities and the DPO loss of one batch equal TRL's padded forward within 1e-3, on CPU. Padding-free
+SFT's deferred reads must log what TRL's SFTTrainer logs."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import pytest
 import torch
 from datasets import Dataset
 from transformers import LlamaConfig, LlamaForCausalLM
-from trl import DPOConfig, DPOTrainer
+from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 from trl.trainer.utils import add_fused_lm_head
 
-from posttrain.methods.padding_free import PaddingFreeDPOTrainer, pack_padded_forward
+from posttrain.methods.padding_free import PaddingFreeDPOTrainer, PaddingFreeSFTTrainer, pack_padded_forward
 from posttrain.models import attention as varlen_attention
 from posttrain.models.tiny import byte_level_tokenizer
 
@@ -84,3 +85,47 @@ def test_padding_free_dpo_loss_and_gradients_equal_the_padded_ones(tmp_path):
         grads.append(model.model.layers[0].self_attn.q_proj.weight.grad.clone())
     assert abs(losses[0] - losses[1]) < 1e-3
     assert torch.allclose(grads[0], grads[1], atol=1e-4)
+
+
+def test_padding_free_sft_logs_what_trl_logs_without_reading_back_each_micro_batch(tmp_path):
+    """Two micro-batches then a log: the same loss and gradients, the same token count and the same
+    entropy/accuracy/num_tokens metrics as TRL's SFTTrainer, the sums read back only at the log."""
+    tokenizer = byte_level_tokenizer(256)
+    rows = [{"prompt": p, "completion": c} for p, c in (
+        ("2+2=", " 4"), ("Name a colour:", " a deep shade of blue"), ("Say hi:", " hi there"), ("1+1=", " two"),
+        ("Count:", " one two three four"), ("Yes or no?", " no"), ("Greet:", " hello world"), ("3+3=", " six"))]
+    seen = {}
+    for trainer_class in (SFTTrainer, PaddingFreeSFTTrainer):
+        model = tiny_model(seed=3).train()
+        model.config.vocab_size = len(tokenizer)
+        model.resize_token_embeddings(len(tokenizer))
+        args = SFTConfig(output_dir=str(tmp_path / trainer_class.__name__), per_device_train_batch_size=4,
+                         use_cpu=True, report_to=[], max_length=32, packing=True, packing_strategy="bfd",
+                         padding_free=True, include_num_input_tokens_seen="non_padding", logging_steps=1)
+        trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                                processing_class=tokenizer)
+        losses = []
+        packed = len(trainer.train_dataset)
+        assert packed >= 2
+        for indices in (range(0, packed // 2), range(packed // 2, packed)):
+            batch = trainer.data_collator([trainer.train_dataset[i] for i in indices])
+            assert "position_ids" in batch and "attention_mask" not in batch  # padding-free
+            loss = trainer.compute_loss(trainer.model, batch)
+            loss.backward()
+            trainer._track_num_input_tokens(batch)
+            trainer.current_flos += trainer.floating_point_ops(batch)
+            losses.append(loss.item())
+        if trainer_class is PaddingFreeSFTTrainer:
+            assert len(trainer._pending_sums) == 2  # nothing read back yet
+        trainer.log({"loss": 0.0})
+        seen[trainer_class] = (losses, model.model.layers[0].self_attn.q_proj.weight.grad.clone(),
+                               trainer.state.num_input_tokens_seen, trainer.state.log_history[-1],
+                               trainer.current_flos)
+    (trl_losses, trl_grad, trl_tokens, trl_logs, trl_flos), (losses, grad, tokens, logs, flos) = seen.values()
+    assert flos == trl_flos > 0  # the parameter count taken once gives the Trainer's own FLOPs
+    assert losses == pytest.approx(trl_losses, abs=1e-6)
+    assert torch.allclose(grad, trl_grad, atol=1e-6)
+    assert tokens == trl_tokens > 0
+    for key in ("entropy", "mean_token_accuracy", "num_tokens"):
+        assert logs[key] == pytest.approx(trl_logs[key], abs=1e-6), key
+    assert trl_logs["entropy"] > 0 and trl_logs["num_tokens"] == trl_tokens

@@ -10,6 +10,13 @@ the padded layout, so TRL's loss, reference log-probabilities and metrics are un
 every sequence is masked, since in the packed row the token before it belongs to the previous sequence
 (in the padded layout that label is never scored either). tests/methods/test_padding_free.py checks the
 log-probabilities and the DPO loss against the padded forward.
+
+TRL's SFTTrainer already packs padding-free (packing=True, padding_free=True); PaddingFreeSFTTrainer keeps
+its loss and metrics but never makes the host wait for the GPU inside a training step: TRL and transformers
+read back the micro-batch's token count and its entropy/accuracy sums after every forward and backward,
+each read a sync that drains the GPU's queue, so the GPU then idles while the host clips, steps, collates
+the next batch and launches its forward. Here a padding-free batch's token count is its size (no pad token,
+known on the host) and the metric sums stay on the GPU until the trainer logs.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from __future__ import annotations
 import functools
 
 import torch
-from trl import DPOTrainer
+from trl import DPOTrainer, SFTTrainer
 
 # FusedCausalLMOutput fields that hold one value per shifted position (batch, length - 1)
 PER_TOKEN = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1", "label_mask")
@@ -80,7 +87,22 @@ def pack_forwards(trainer) -> None:
             inner.forward = pack_padded_forward(inner.forward)
 
 
-class PaddingFreeDPOTrainer(DPOTrainer):
+class CountsParametersOnce:
+    """transformers' Trainer.floating_point_ops (6 x non-embedding parameters x tokens, summed into total_flos)
+    walks every module and parameter after each micro-batch, host time the GPU waits through; the count cannot
+    change while training, so it is taken once."""
+
+    def floating_point_ops(self, inputs) -> int:
+        main_input = getattr(self.model, "main_input_name", "input_ids")
+        if main_input not in inputs or not hasattr(self.model, "num_parameters"):
+            return super().floating_point_ops(inputs)
+        cached = getattr(self, "_non_embedding_parameters", None)
+        if cached is None or cached[0] is not self.model:
+            cached = self._non_embedding_parameters = (self.model, self.model.num_parameters(exclude_embeddings=True))
+        return 6 * inputs[main_input].numel() * cached[1]
+
+
+class PaddingFreeDPOTrainer(CountsParametersOnce, DPOTrainer):
     """TRL's DPOTrainer with padding-free forwards (policy, reference, and the precomputed reference pass)."""
 
     def __init__(self, *args, **kwargs):
@@ -90,3 +112,46 @@ class PaddingFreeDPOTrainer(DPOTrainer):
     def _precompute_ref_logps(self, *args, **kwargs):
         pack_forwards(self)  # runs inside DPOTrainer.__init__, after the fused head is added
         return super()._precompute_ref_logps(*args, **kwargs)
+
+
+class PaddingFreeSFTTrainer(CountsParametersOnce, SFTTrainer):
+    """TRL's SFTTrainer with the per-micro-batch reads of its padding-free training steps deferred to the log
+    step. Anything else (evaluation, several processes, a custom or DFT loss, label smoothing, MoE aux loss,
+    padded batches) runs TRL's own code; tests/methods/test_padding_free.py checks both agree."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._pending_sums: list[torch.Tensor] = []  # per micro-batch: [label tokens, entropy sum, top-1 hits]
+
+    def _deferrable(self, inputs) -> bool:
+        return (self.model.training and self.args.world_size == 1 and "position_ids" in inputs
+                and "attention_mask" not in inputs and self.compute_loss_func is None
+                and self.label_smoother is None and not self.aux_loss_enabled and self.args.loss_type == "nll")
+
+    def _track_num_input_tokens(self, inputs):  # transformers' Trainer counts num_input_tokens_seen here
+        if self.args.include_num_input_tokens_seen == "no" or not self._deferrable(inputs):
+            return super()._track_num_input_tokens(inputs)
+        self.state.num_input_tokens_seen += inputs["input_ids"].numel()  # padding-free: every token is real
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if return_outputs or not self._deferrable(inputs):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        # TRL's plain path (SFTTrainer.compute_loss): the fused LM head's summed negative log-likelihood
+        inputs["use_cache"] = False
+        outputs = model(**inputs, fused_lm_head=True)
+        num_tokens = outputs.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
+        loss = -outputs.log_probs.sum() / torch.as_tensor(num_tokens).clamp(min=1)
+        with torch.no_grad():
+            self._pending_sums.append(torch.stack([outputs.label_mask.sum().float(), outputs.entropy.sum().float(),
+                                                   outputs.is_top1.sum().float()]))
+        self._total_train_tokens += inputs["position_ids"].size(1)
+        self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+        return loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if self._pending_sums:  # one read for the whole logging window
+            for valid, entropy, correct in torch.stack(self._pending_sums).tolist():
+                self._metrics["train"]["entropy"].append(entropy / valid if valid > 0 else 0.0)
+                self._metrics["train"]["mean_token_accuracy"].append(correct / valid if valid > 0 else 0.0)
+            self._pending_sums.clear()
+        super().log(logs, start_time)
