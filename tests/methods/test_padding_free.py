@@ -1,17 +1,20 @@
 """Padding-free DPO (hardware.packing on a GPU) must score exactly what the padded batch scores: per-token
-log-probabilities and the DPO loss of one batch equal TRL's padded forward within 1e-3, on CPU. Padding-free
+log-probabilities and the DPO and KTO losses of one batch equal TRL's padded forward within 1e-3, on CPU. Padding-free
 SFT's deferred reads must log what TRL's SFTTrainer logs."""
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
 from datasets import Dataset
 from transformers import LlamaConfig, LlamaForCausalLM
-from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer, SFTConfig, SFTTrainer
 from trl.trainer.utils import add_fused_lm_head
 
-from posttrain.methods.padding_free import PaddingFreeDPOTrainer, PaddingFreeSFTTrainer, pack_padded_forward
+from posttrain.methods.padding_free import (PaddingFreeDPOTrainer, PaddingFreeKTOTrainer, PaddingFreeSFTTrainer,
+                                            pack_padded_forward)
 from posttrain.models import attention as varlen_attention
 from posttrain.models.tiny import byte_level_tokenizer
 
@@ -85,6 +88,38 @@ def test_padding_free_dpo_loss_and_gradients_equal_the_padded_ones(tmp_path):
         grads.append(model.model.layers[0].self_attn.q_proj.weight.grad.clone())
     assert abs(losses[0] - losses[1]) < 1e-3
     assert torch.allclose(grads[0], grads[1], atol=1e-4)
+
+
+@pytest.mark.parametrize("precompute", [True, False])
+def test_padding_free_kto_loss_and_gradients_equal_the_padded_ones(tmp_path, precompute):
+    """KTO's completions and its KL batch (mismatched prompt/completion pairs), with the reference precomputed
+    or scored in the step."""
+    tokenizer = byte_level_tokenizer(256)
+    rows = [{"prompt": p, "completion": c, "label": good} for p, c, good in (
+        ("2+2=", " 4", True), ("Name a colour:", " no", False), ("Say hi:", " hi there, friend", True),
+        ("1+1=", " three, or so I believe", False))]
+    losses, grads = [], []
+    for trainer_class in (KTOTrainer, PaddingFreeKTOTrainer):
+        model = tiny_model(seed=3).train()
+        model.config.vocab_size = len(tokenizer)
+        model.resize_token_embeddings(len(tokenizer))
+        args = KTOConfig(output_dir=str(tmp_path / trainer_class.__name__), per_device_train_batch_size=4,
+                         use_cpu=True, report_to=[], precompute_ref_log_probs=precompute, max_length=64)
+        reference = None if precompute else copy.deepcopy(model).eval()
+        trainer = trainer_class(model=model, ref_model=reference, args=args, train_dataset=Dataset.from_list(rows),
+                                processing_class=tokenizer)
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+        assert batch["attention_mask"].sum() < batch["attention_mask"].numel()  # the batch has padding
+        assert trainer.calculate_KL and "KL_input_ids" in batch
+        packed = getattr(model.forward, "_posttrain_padding_free", False)
+        assert packed == (trainer_class is PaddingFreeKTOTrainer)
+        loss = trainer.compute_loss(trainer.model, batch)
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(model.model.layers[0].self_attn.q_proj.weight.grad.clone())
+    assert abs(losses[0] - losses[1]) < 1e-3
+    assert torch.allclose(grads[0], grads[1], atol=1e-4)
+    assert grads[0].abs().sum() > 0
 
 
 def test_padding_free_sft_logs_what_trl_logs_without_reading_back_each_micro_batch(tmp_path):

@@ -1,4 +1,4 @@
-"""Padding-free preference batches for TRL's DPOTrainer.
+"""Padding-free preference batches for TRL's DPOTrainer and KTOTrainer.
 
 TRL 1.16 pads every DPO micro-batch ([chosen; rejected] rows) to its longest sequence and disables its own
 padding_free switch, so with completions of mixed lengths the GPU spends a large share of each step on pad
@@ -8,8 +8,9 @@ at each sequence and whose cu_seq_lens mark the sequences (transformers then att
 only: the varlen kernels, flex attention's block mask, or a block-causal mask for sdpa/eager), and hands the per-token outputs back in
 the padded layout, so TRL's loss, reference log-probabilities and metrics are unchanged. The first label of
 every sequence is masked, since in the packed row the token before it belongs to the previous sequence
-(in the padded layout that label is never scored either). tests/methods/test_padding_free.py checks the
-log-probabilities and the DPO loss against the padded forward.
+(in the padded layout that label is never scored either). KTOTrainer scores its padded completions (and
+its KL batch) through the same fused head, so it runs packed the same way. tests/methods/test_padding_free.py
+checks the log-probabilities and the DPO and KTO losses against the padded forward.
 
 TRL's SFTTrainer already packs padding-free (packing=True, padding_free=True); PaddingFreeSFTTrainer keeps
 its loss and metrics but never makes the host wait for the GPU inside a training step: TRL and transformers
@@ -24,7 +25,7 @@ from __future__ import annotations
 import functools
 
 import torch
-from trl import DPOTrainer, SFTTrainer
+from trl import DPOTrainer, KTOTrainer, SFTTrainer
 
 # FusedCausalLMOutput fields that hold one value per shifted position (batch, length - 1)
 PER_TOKEN = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1", "label_mask")
@@ -102,16 +103,25 @@ class CountsParametersOnce:
         return 6 * inputs[main_input].numel() * cached[1]
 
 
-class PaddingFreeDPOTrainer(CountsParametersOnce, DPOTrainer):
-    """TRL's DPOTrainer with padding-free forwards (policy, reference, and the precomputed reference pass)."""
+class PacksForwards:
+    """Padding-free forwards for a TRL trainer that scores padded batches through its fused LM head (DPO, KTO):
+    the policy's, the reference's and the precomputed reference pass's."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         pack_forwards(self)
 
     def _precompute_ref_logps(self, *args, **kwargs):
-        pack_forwards(self)  # runs inside DPOTrainer.__init__, after the fused head is added
+        pack_forwards(self)  # runs inside the trainer's __init__, after the fused head is added
         return super()._precompute_ref_logps(*args, **kwargs)
+
+
+class PaddingFreeDPOTrainer(PacksForwards, CountsParametersOnce, DPOTrainer):
+    """TRL's DPOTrainer with padding-free forwards ([chosen; rejected] rows of a micro-batch as one packed row)."""
+
+
+class PaddingFreeKTOTrainer(PacksForwards, CountsParametersOnce, KTOTrainer):
+    """TRL's KTOTrainer with padding-free forwards (the completions and the KL batch's mismatched pairs)."""
 
 
 class PaddingFreeSFTTrainer(CountsParametersOnce, SFTTrainer):
