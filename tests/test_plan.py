@@ -40,13 +40,42 @@ def test_lora_counts_the_adapters_peft_would_add():
 
     cfg = composed("model=tiny", "lora_rank=8")
     model = meta_model(cfg.model, "causal_lm")
-    planned, _ = adapter_parameters(model, 8, "all-linear")
+    planned, multiplied, dropped = adapter_parameters(model, LoraConfig(r=8, target_modules="all-linear",
+                                                                        lora_dropout=0.05, task_type="CAUSAL_LM"))
+    assert multiplied == planned and len(dropped) == 4 * 7  # 4 layers x q, k, v, o, gate, up, down
     import torch
 
     with torch.device("cpu"):
         real = meta_model(cfg.model, "causal_lm").to_empty(device="cpu")
     peft_model = get_peft_model(real, LoraConfig(r=8, target_modules="all-linear", task_type="CAUSAL_LM"))
     assert planned == sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+
+
+def test_lora_on_a_mixture_of_experts_counts_the_expert_adapters_peft_adds():
+    """peft's all-linear also adapts a mixture's fused 3-D expert weights (one adapter per expert): on
+    Qwen3-30B-A3B that is 1.99B trainable parameters, not the 27M of its attention layers, and their AdamW
+    state is what the plan missed against the H200's measured peak. A token meets only its routed experts'
+    adapters, so the FLOPs count those (8 of 128)."""
+    from peft import LoraConfig, get_peft_model
+
+    cfg = composed("model=qwen3-30b-a3b", "model.init=random", "lora_rank=8", "model.architecture.num_hidden_layers=2",
+                   "model.architecture.hidden_size=64", "model.architecture.moe_intermediate_size=32",
+                   "model.architecture.num_attention_heads=4", "model.architecture.num_key_value_heads=2",
+                   "model.architecture.head_dim=16", "model.architecture.num_experts=16",
+                   "model.architecture.num_experts_per_tok=4")
+    lora = LoraConfig(r=8, target_modules="all-linear", lora_dropout=0.0, task_type="CAUSAL_LM")
+    planned, multiplied, _ = adapter_parameters(meta_model(cfg.model, "causal_lm"), lora)
+    import torch
+
+    with torch.device("cpu"):
+        real = meta_model(cfg.model, "causal_lm").to_empty(device="cpu")
+    peft_model = get_peft_model(real, lora)
+    trainable = {n: p.numel() for n, p in peft_model.named_parameters() if p.requires_grad}
+    experts = sum(size for name, size in trainable.items() if ".experts." in name)
+    assert planned == sum(trainable.values()) and experts > planned / 2  # the experts' adapters dominate
+    assert multiplied == planned - experts + experts * 4 // 16
+    plan, _ = make_plan(cfg, with_data=False)
+    assert plan.trainable == planned and plan.memory.optimizer == 16 * planned
 
 
 def test_lora_plan_holds_frozen_weights_and_fp32_adapter_state():
@@ -117,6 +146,18 @@ MEASURED_PEAKS = {
     "diversity_dpo qwen3-8b lora micro-batch 32": (["experiment=diversity_dpo", "model=qwen3-8b", "dataset=local",
                                                     "dataset.path=pairs.jsonl"], 32, 51.08),
     "nli_qlora mistral-7b": (["experiment=nli_qlora"], 16, 8.14),
+    # Qwen3-30B-A3B with LoRA (peft adapts every expert; Liger stays off on a mixture), gradient checkpointing:
+    # the whole model (raw/guides_e.md, steps 2-3; flex attention then) and, on 2026-12-04, its first 4 and 8
+    # layers (raw/moe_layers_L4.md, raw/moe_layers_L8.md), which separate the per-layer cost from the rest
+    "diversity_dpo qwen3-30b-a3b lora": (["experiment=diversity_dpo", "model=qwen3-30b-a3b", "dataset=local",
+                                          "dataset.path=pairs.jsonl", "hardware.liger=false",
+                                          "hardware.attention=flex_attention"], 16, 103.24),
+    "diversity_dpo qwen3-30b-a3b lora 4 layers": (["experiment=diversity_dpo", "model=qwen3-30b-a3b", "dataset=local",
+                                                   "dataset.path=pairs.jsonl", "hardware.liger=false",
+                                                   "model.architecture.num_hidden_layers=4"], 16, 19.55),
+    "diversity_dpo qwen3-30b-a3b lora 8 layers": (["experiment=diversity_dpo", "model=qwen3-30b-a3b", "dataset=local",
+                                                   "dataset.path=pairs.jsonl", "hardware.liger=false",
+                                                   "model.architecture.num_hidden_layers=8"], 16, 27.2),
 }
 # the vocabulary of the tokenizer each case's model was measured with (the vocabulary sizes the head)
 VOCABULARY = {"nli_qlora mistral-7b": 32_000}
@@ -148,8 +189,8 @@ def test_the_estimate_lands_within_25_percent_of_the_measured_peak(case, vocabul
     overrides, micro_batch, measured_gib = MEASURED_PEAKS[case]
     with initialize_config_module(config_module="posttrain.conf", version_base="1.3"):
         cfg = compose(config_name="train", overrides=command_overrides([
-            *overrides, "model.init=random", f"model.tokenizer={vocabulary(VOCABULARY.get(case, 151_936))}", "hardware=gpu",
-            "hardware.liger=true", f"hardware.micro_batch={micro_batch}"]))
+            "hardware=gpu", "hardware.liger=true", *overrides, "model.init=random",
+            f"model.tokenizer={vocabulary(VOCABULARY.get(case, 151_936))}", f"hardware.micro_batch={micro_batch}"]))
     plan, _ = make_plan(cfg, with_data=False)
     assert abs(plan.memory.total / GIB / measured_gib - 1) < 0.25, (plan.memory, measured_gib)
 

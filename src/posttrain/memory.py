@@ -11,10 +11,11 @@ def model_shape(config) -> dict[str, int]:
     heads = int(text.num_attention_heads)
     head_dim = int(getattr(text, "head_dim", None) or h // heads)
     kv_heads = int(getattr(text, "num_key_value_heads", None) or heads)
-    inner = int(getattr(text, "moe_intermediate_size", None) or 0) * int(getattr(text, "num_experts_per_tok", 0) or 0)
+    routed = int(getattr(text, "num_experts_per_tok", 0) or 0) if getattr(text, "moe_intermediate_size", None) else 0
+    inner = int(getattr(text, "moe_intermediate_size", None) or 0) * routed
     inner = inner or int(getattr(text, "intermediate_size", None) or 4 * h)
     return {"h": h, "q": heads * head_dim, "kv": kv_heads * head_dim, "i": inner, "L": int(text.num_hidden_layers),
-            "V": int(getattr(text, "vocab_size", None) or 0), "heads": heads, "head_dim": head_dim}
+            "V": int(getattr(text, "vocab_size", None) or 0), "heads": heads, "head_dim": head_dim, "routed": routed}
 
 
 def activation_bytes_per_token(shape: dict[str, int], precision: str, liger: bool, checkpointing: bool,
@@ -23,5 +24,8 @@ def activation_bytes_per_token(shape: dict[str, int], precision: str, liger: boo
     b = 4 if precision == "fp32" else 2
     h, q, kv, i, L = (shape[k] for k in ("h", "q", "kv", "i", "L"))
     per_layer = b * (4 * h + 3 * q + 2 * kv + (3 if liger else 4) * i) + (0 if liger else 8 * h)
+    # a mixture of experts keeps each routed copy of the token twice more: the expert's gathered input (for its
+    # weight gradient) and its output (for the router weight's gradient)
+    per_layer += b * 2 * shape.get("routed", 0) * h
     per_layer += b * sum(i_ for i_, _ in adapted) / L  # LoRA dropout's copy of each adapted layer's input
     return L * b * h + per_layer if checkpointing else L * per_layer

@@ -27,6 +27,8 @@ A normal run on a GPU whose plan exceeds the GPU's memory stops before loading t
 
 from __future__ import annotations
 
+import copy
+
 import logging
 import math
 import re
@@ -160,17 +162,30 @@ def meta_model(model_cfg: DictConfig, head: str):
         return HEADS[head].from_config(config)
 
 
-def adapter_parameters(model, rank: int, targets) -> tuple[int, list[tuple[int, int]]]:
-    """LoRA parameters r x (in + out) of each adapted linear layer, and the (in, out) shapes adapted."""
+def linear_shapes(model, targets) -> list[tuple[int, int]]:
+    """(in, out) of the linear layers `targets` names (all-linear: every one but the output head)."""
     pattern = None if targets == "all-linear" else re.compile("|".join(rf"(^|\.){re.escape(t)}$" for t in targets))
     head = model.get_output_embeddings()
-    shapes = []
-    for name, module in model.named_modules():
-        if not isinstance(module, torch.nn.Linear) or module is head:
-            continue
-        if pattern is None or pattern.search(name):
-            shapes.append((module.in_features, module.out_features))
-    return sum(rank * (i + o) for i, o in shapes), shapes
+    return [(module.in_features, module.out_features) for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and module is not head and (pattern is None or pattern.search(name))]
+
+
+def adapter_parameters(model, lora_config) -> tuple[int, int, list[tuple[int, int]]]:
+    """What peft adds to the meta-device `model` (in place) for `lora_config`: every adapter parameter, those one
+    token is multiplied by (posttrain.speed: a mixture's expert adapters for the routed experts only), and the
+    (in, out) shapes of the adapted linear layers whose input LoRA dropout copies. peft itself decides what
+    all-linear adapts (on a mixture of experts also the fused 3-D expert weights, through target_parameters)."""
+    from peft import get_peft_model
+
+    from posttrain.speed import multiplied_adapter_parameters, trainable_parameters
+
+    with torch.device("meta"):
+        peft_model = get_peft_model(model, copy.deepcopy(lora_config))
+    dropped = [(module.in_features, module.out_features) for module in peft_model.modules()
+               if isinstance(getattr(module, "lora_dropout", None), torch.nn.ModuleDict)
+               and isinstance(getattr(module, "base_layer", None), torch.nn.Linear)
+               and any(not isinstance(d, torch.nn.Identity) for d in module.lora_dropout.values())]
+    return trainable_parameters(peft_model), multiplied_adapter_parameters(peft_model), dropped
 
 
 def active_parameters(model) -> int:
@@ -261,11 +276,14 @@ def make_plan(cfg: DictConfig, hardware=None, with_data: bool = True,
     shape = model_shape(model.config)
     parameters = sum(p.numel() for p in model.parameters())
     active = active_parameters(model)
-    adapter, adapted = adapter_parameters(model, int(cfg.lora_rank), _targets(cfg)) if lora else (0, [])
     qlora_share = 0.0
-    if lora and cfg.peft.get("load_in_4bit", False):
-        quantized = sum(i * o for i, o in adapter_parameters(model, 1, "all-linear")[1])
-        qlora_share = quantized / parameters
+    if lora and cfg.peft.get("load_in_4bit", False):  # bitsandbytes quantizes the linear layers' weights
+        qlora_share = sum(i * o for i, o in linear_shapes(model, "all-linear")) / parameters
+    adapter = adapter_active = 0
+    adapted: list[tuple[int, int]] = []
+    if lora:
+        adapter, adapter_active, adapted = adapter_parameters(model, adapters.lora_config(
+            cfg.peft, int(cfg.lora_rank), method.head, adapters.mixture_of_experts(cfg.model)))
     if hardware is None:
         hardware = resolve_hardware(cfg.hardware, method.name, cfg.model, int(cfg.batch_size),
                                     int(cfg.training.gradient_accumulation_steps), lora,
@@ -298,15 +316,10 @@ def make_plan(cfg: DictConfig, hardware=None, with_data: bool = True,
         plan.notes.append(f"sequences of {sequence} tokens: the longest prompt "
                           f"({prompt_tokens or f'assumed {ASSUMED_PROMPT_TOKENS}'}) and the sampled completion")
     token_flops = flops_per_token(active, shape["L"], shape["heads"], shape["head_dim"], sequence,
-                                  adapter_parameters=adapter if lora else 0, reference_forward=reference)
+                                  adapter_parameters=adapter_active if lora else 0, reference_forward=reference)
     if with_data:
         plan.rows, plan.tokens_per_epoch = rows, tokens_per_epoch
     return plan, token_flops
-
-
-def _targets(cfg: DictConfig):
-    targets = cfg.peft.target_modules
-    return targets if isinstance(targets, str) else list(OmegaConf.to_container(targets, resolve=True))
 
 
 def _gpu() -> tuple[str, float, float]:

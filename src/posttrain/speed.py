@@ -17,7 +17,7 @@ with tokens_per_second the real (non-pad) tokens the trainer counted on all proc
 
 N counts the weights each token is multiplied by: every parameter, the output head included, except the
 input embedding table when it is not tied to the head (a lookup, no arithmetic), and for a mixture of
-experts only the experts a token is routed to. T is model.max_length, the longest sequence: for shorter
+experts only the experts a token is routed to (their adapters likewise). T is model.max_length, the longest sequence: for shorter
 rows the attention term is an upper bound (for Qwen2.5-0.5B at T=1024 it is 9% of 6N). Activation
 recomputation (gradient checkpointing) and the sampling of online methods are not counted: MFU measures
 useful model arithmetic, not what the GPU executed. An unknown GPU, or a CPU, gives no MFU.
@@ -116,6 +116,20 @@ def trainable_parameters(model) -> int:
     return sum(int(getattr(p, "ds_numel", p.numel())) for p in model.parameters() if p.requires_grad)
 
 
+def multiplied_adapter_parameters(model) -> int:
+    """N_adapter of the module docstring: the trainable weights one token is multiplied by. On a mixture of
+    experts peft gives every expert its own adapter (target_parameters), and a token meets only those of the
+    experts it is routed to."""
+    config = model.config
+    experts, routed = getattr(config, "num_experts", None), getattr(config, "num_experts_per_tok", None)
+    total = 0
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            size = int(getattr(param, "ds_numel", param.numel()))
+            total += size * routed // experts if experts and routed and ".experts." in name else size
+    return total
+
+
 def uses_reference_forward(method: str, args) -> bool:
     """Whether each training step also runs a reference model forward (`args`: the method's TRL config)."""
     if getattr(args, "precompute_ref_log_probs", False):
@@ -171,7 +185,7 @@ class GpuSpeed:
         """At train begin: the model the trainer trains (adapters added) and its TRL config are known."""
         self.token_flops = flops_per_token(
             self.parameters, self.layers, self.heads, self.head_dim, self.seq_len,
-            adapter_parameters=trainable_parameters(model) if self.lora and model is not None else 0,
+            adapter_parameters=multiplied_adapter_parameters(model) if self.lora and model is not None else 0,
             reference_forward=uses_reference_forward(self.method, args),
         )
         self.gpus = int(getattr(args, "world_size", 1) or 1)
