@@ -14,6 +14,9 @@ process (Liger patches model classes globally; peak memory is per process) for -
        posttrain      python -m posttrain method=sft hardware=gpu (its defaults: batch_size 32)
   DPO  trl_dpo        plain TRL DPOTrainer, reference log-probs precomputed, its defaults otherwise
        posttrain_dpo  python -m posttrain method=dpo hardware=gpu
+  KTO, CPO, ORPO      trl_kto / trl_cpo / trl_orpo: plain TRL's trainer, its defaults (KTO's reference
+                      precomputed; CPO and ORPO from trl.experimental), and posttrain_kto / _cpo / _orpo:
+                      python -m posttrain method=<it> hardware=gpu; KTO's rows are the DPO pairs unpaired
   GRPO trl_grpo       plain TRL GRPOTrainer, its defaults (8 completions of --completion tokens per step)
        posttrain_grpo python -m posttrain method=grpo hardware=gpu batch_size=8, the same completions
        (posttrain_grpo_variant adds --grpo-variant)
@@ -44,6 +47,7 @@ VOCAB = 151_936
 PEAK_FLOPS = 989e12  # H200 (SXM) dense bf16
 SFT_CASES = ("trl_defaults", "trl_tuned", "posttrain", "posttrain_variant")
 DPO_CASES = ("trl_dpo", "posttrain_dpo")
+PREFERENCE_METHODS = ("dpo", "kto", "cpo", "orpo")
 GRPO_CASES = ("trl_grpo", "posttrain_grpo", "posttrain_grpo_variant")
 LABELS = {
     "trl_defaults": "plain TRL SFTTrainer, its defaults",
@@ -52,6 +56,12 @@ LABELS = {
     "posttrain_variant": "posttrain `method=sft hardware=gpu` + --variant overrides",
     "trl_dpo": "plain TRL DPOTrainer, reference log-probs precomputed",
     "posttrain_dpo": "posttrain `method=dpo hardware=gpu`",
+    "trl_kto": "plain TRL KTOTrainer, reference log-probs precomputed",
+    "posttrain_kto": "posttrain `method=kto hardware=gpu`",
+    "trl_cpo": "plain TRL CPOTrainer (trl.experimental), its defaults",
+    "posttrain_cpo": "posttrain `method=cpo hardware=gpu`",
+    "trl_orpo": "plain TRL ORPOTrainer (trl.experimental), its defaults",
+    "posttrain_orpo": "posttrain `method=orpo hardware=gpu`",
     "trl_grpo": "plain TRL GRPOTrainer, its defaults",
     "posttrain_grpo": "posttrain `method=grpo hardware=gpu batch_size=8`",
     "posttrain_grpo_variant": "posttrain `method=grpo hardware=gpu batch_size=8` + --grpo-variant overrides",
@@ -78,7 +88,7 @@ def words(rng: random.Random, n: int, vocab: int) -> str:
 def build_data(work: Path, rows: int, dpo_rows: int, vocab: int, prompt_len: int, min_len: int, max_len: int) -> None:
     rng = random.Random(0)
     with open(work / "sft.jsonl", "w") as sft, open(work / "dpo.jsonl", "w") as dpo, \
-            open(work / "grpo.jsonl", "w") as grpo:
+            open(work / "grpo.jsonl", "w") as grpo, open(work / "kto.jsonl", "w") as kto:
         for row in range(rows):
             prompt = words(rng, prompt_len, vocab)
             grpo.write(json.dumps({"prompt": prompt}) + "\n")
@@ -86,6 +96,8 @@ def build_data(work: Path, rows: int, dpo_rows: int, vocab: int, prompt_len: int
             sft.write(json.dumps({"prompt": prompt, "completion": one}) + "\n")
             if row < dpo_rows:  # DPO scores its reference over every row first: only what the steps need
                 dpo.write(json.dumps({"prompt": prompt, "chosen": one, "rejected": two}) + "\n")
+                kto.write(json.dumps({"prompt": prompt, "completion": one, "label": True}) + "\n")
+                kto.write(json.dumps({"prompt": prompt, "completion": two, "label": False}) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------- timing
@@ -169,6 +181,21 @@ def write_profile(profiler, wall: float, steps: int, path: Path) -> None:
         trace.unlink()
 
 
+def count_pair_tokens(trainer) -> None:
+    """CPO's and ORPO's batches hold chosen_/rejected_input_ids and no input_ids, so the Trainer's
+    num_input_tokens_seen stays 0: count their real tokens (prompt and completion, chosen and rejected) as
+    each batch is collated, before its step."""
+    collate = trainer.data_collator
+
+    def counted(features):
+        batch = collate(features)
+        masks = [value for key, value in batch.items() if key in ("chosen_attention_mask", "rejected_attention_mask")]
+        trainer.state.num_input_tokens_seen += int(sum(int(mask.sum()) for mask in masks))
+        return batch
+
+    trainer.data_collator = counted
+
+
 # ---------------------------------------------------------------------------------------------- cases
 def model_architecture(smoke: bool) -> dict:
     from omegaconf import OmegaConf
@@ -212,6 +239,22 @@ def plain_trl(case: str, a, work: Path, record: dict) -> None:
         data = load_dataset("json", data_files=str(work / "dpo.jsonl"), split="train")
         args = DPOConfig(**common, precompute_ref_log_probs=True, learning_rate=1e-6)
         trainer = DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+    elif case == "trl_kto":
+        from trl import KTOConfig, KTOTrainer
+
+        data = load_dataset("json", data_files=str(work / "kto.jsonl"), split="train")
+        args = KTOConfig(**common, precompute_ref_log_probs=True, learning_rate=1e-6)
+        trainer = KTOTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+    elif case in ("trl_cpo", "trl_orpo"):
+        if case == "trl_cpo":
+            from trl.experimental.cpo import CPOConfig as Config, CPOTrainer as Trainer
+        else:
+            from trl.experimental.orpo import ORPOConfig as Config, ORPOTrainer as Trainer
+
+        data = load_dataset("json", data_files=str(work / "dpo.jsonl"), split="train")
+        args = Config(**common, learning_rate=1e-6, remove_unused_columns=False)
+        trainer = Trainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+        count_pair_tokens(trainer)
     else:
         from trl import SFTConfig, SFTTrainer
 
@@ -249,13 +292,14 @@ def posttrain_case(case: str, a, work: Path, record: dict) -> None:
 
     from posttrain import cli, registry
 
-    dpo = case == "posttrain_dpo"
+    preference = case.removeprefix("posttrain_") in PREFERENCE_METHODS
     grpo = case.startswith("posttrain_grpo")
-    method = "dpo" if dpo else "grpo" if grpo else "sft"
+    method = case.removeprefix("posttrain_") if preference else "grpo" if grpo else "sft"
+    data = "kto" if method == "kto" else "dpo" if preference else method
     gpu = torch.cuda.is_available()
     overrides = [
         "model=qwen2.5-0.5b", "model.init=random", f"model.tokenizer={work / 'tokenizer'}",
-        f"method={method}", "dataset=local", f"dataset.path={work / (method + '.jsonl')}",
+        f"method={method}", "dataset=local", f"dataset.path={work / (data + '.jsonl')}",
         "dataset.eval_fraction=0", "eval=none", f"max_steps={a.steps}", "logger=none",
         "training.save_steps=0", "training.eval_steps=0", "training.logging_steps=5", f"run_name={case}",
         "hardware=gpu" if gpu else "hardware=auto",
@@ -278,6 +322,8 @@ def posttrain_case(case: str, a, work: Path, record: dict) -> None:
 
     def build(method, inputs):
         trainer = original_build(method, inputs)
+        if method.name in ("cpo", "orpo"):
+            count_pair_tokens(trainer)
         trainer.add_callback(timer_callback(a.warmup, started, record, a.profile, work / f"{case}.profile.txt"))
         record["parameters"] = inputs.model.num_parameters()
         args = trainer.args
@@ -446,6 +492,11 @@ def report(a, header: str, results: dict) -> str:
     lines += table(results, SFT_CASES, "trl_defaults", "trl_tuned", "defaults")
     lines += ["", "DPO (same prompts, two completions each)", ""]
     lines += table(results, DPO_CASES, "trl_dpo", None, "TRL precomputed")
+    for method in PREFERENCE_METHODS[1:]:
+        cases = (f"trl_{method}", f"posttrain_{method}")
+        if any(case in results for case in cases):
+            lines += ["", f"{method.upper()} (the DPO rows{', unpaired' if method == 'kto' else ''})", ""]
+            lines += table(results, cases, f"trl_{method}", None, "TRL")
     lines += ["", f"GRPO (same prompts, 8 completions of {a.completion} tokens a step)", ""]
     lines += table(results, GRPO_CASES, "trl_grpo", None, "TRL", SAMPLE_COLUMNS, "samples_per_s")
     lines += ["", "Training loss every 5 steps (learning rate):", ""]

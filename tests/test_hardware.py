@@ -89,7 +89,7 @@ def test_packed_rows_get_flex_attention_when_torch_has_no_varlen_kernel(fake_h20
     assert chosen.attention == "flex_attention" and "no varlen kernel" in chosen.reasons["attention"]
 
 
-def test_dpo_and_kto_on_a_gpu_precompute_the_frozen_reference_and_run_padding_free(fake_h200):
+def test_preference_methods_on_a_gpu_run_padding_free_and_dpo_precomputes_its_reference(fake_h200):
     from posttrain.registry import get_method
 
     chosen = resolve(composed("hardware=gpu", "method=dpo", "model=qwen2.5-0.5b", "model.init=random"), "dpo")
@@ -100,8 +100,13 @@ def test_dpo_and_kto_on_a_gpu_precompute_the_frozen_reference_and_run_padding_fr
     kto = resolve(composed("hardware=gpu", "method=kto"), "kto")
     assert kto.packing and kto.attention == "varlen"
     assert get_method("kto").trl_classes(padding_free=True)[0].__name__ == "PaddingFreeKTOTrainer"
-    cpo = resolve(composed("hardware=gpu", "method=cpo"), "cpo")
-    assert not cpo.packing and cpo.attention == "sdpa"  # no padding-free CPO trainer: padded batches
+    for method, trainer in (("cpo", "PaddingFreeCPOTrainer"), ("simpo", "PaddingFreeCPOTrainer"),
+                            ("orpo", "PaddingFreeORPOTrainer")):
+        chosen = resolve(composed("hardware=gpu", f"method={method}"), method)
+        assert chosen.packing and chosen.attention == "varlen"
+        assert get_method(method).trl_classes(padding_free=True)[0].__name__ == trainer
+    reward = resolve(composed("hardware=gpu", "method=reward"), "reward")
+    assert not reward.packing and reward.attention == "sdpa"  # no padding-free reward trainer: padded batches
     lora = resolve(composed("hardware=gpu", "method=dpo", "lora_rank=16"), "dpo", lora=True)
     assert lora.method_arguments("dpo") == {}  # the adapter-disabled base is the reference
 
@@ -195,7 +200,8 @@ def test_the_resolved_fields_exist_in_trls_configs(fake_h200, tmp_path):
 def test_throughput_choices_read_the_registry_row():
     from posttrain.hardware import online, packs, precomputes_reference, sequences_per_row
 
-    assert packs("sft") and packs("pretrain") and packs("dpo") and packs("kto") and not packs("orpo")
+    assert packs("sft") and packs("pretrain") and packs("dpo") and packs("kto") and packs("orpo")
+    assert not packs("reward") and not packs("grpo")
     assert precomputes_reference("dpo") and precomputes_reference("kto") and not precomputes_reference("online_dpo")
     assert online("online_dpo") and online("grpo") and not online("dpo")
     assert sequences_per_row("dpo") == 2 and sequences_per_row("online_dpo") == 1 and sequences_per_row("sft") == 1

@@ -30,8 +30,8 @@ ATTENTIONS = ("sdpa", "flex_attention", "flash_attention_2", "varlen", "eager")
 # (packing_strategy="bfd": position_ids restart at each example and transformers builds a block-causal mask
 # from them for sdpa/flex/eager, or passes cu_seq_lens to flash attention). A row's padding_free_trainer
 # (posttrain.methods.padding_free) runs when packing is on: for SFT TRL's trainer without its per-step GPU
-# syncs; for DPO, whose padding_free TRL 1.16 disables, and KTO, packed forwards. CPO/SimPO/ORPO (TRL's
-# experimental trainers, which take full logits rather than the fused head) train on padded batches.
+# syncs; for DPO (whose padding_free TRL 1.16 disables), KTO, and CPO/SimPO/ORPO (full logits scattered back
+# into the padded layout, posttrain.methods.padding_free_logits), packed forwards.
 def packs(method: str) -> bool:
     row = _row(method)
     return row.trainer == "trl:SFTTrainer" or row.padding_free_trainer is not None

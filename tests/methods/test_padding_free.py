@@ -122,6 +122,43 @@ def test_padding_free_kto_loss_and_gradients_equal_the_padded_ones(tmp_path, pre
     assert grads[0].abs().sum() > 0
 
 
+@pytest.mark.parametrize("method", ["cpo", "simpo", "orpo"])
+def test_padding_free_cpo_simpo_orpo_losses_and_gradients_equal_the_padded_ones(tmp_path, method):
+    """TRL's experimental trainers take full logits: the packed row's logits scattered back into the padded
+    layout give the same loss (NLL term included) and gradients."""
+    from trl.experimental.cpo import CPOConfig, CPOTrainer
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+    from posttrain.methods.padding_free_logits import PaddingFreeCPOTrainer, PaddingFreeORPOTrainer
+
+    classes = {"cpo": (CPOTrainer, PaddingFreeCPOTrainer, CPOConfig, {"loss_type": "sigmoid", "cpo_alpha": 1.0}),
+               "simpo": (CPOTrainer, PaddingFreeCPOTrainer, CPOConfig, {"loss_type": "simpo", "cpo_alpha": 0.0}),
+               "orpo": (ORPOTrainer, PaddingFreeORPOTrainer, ORPOConfig, {})}
+    padded_class, packed_class, config_class, fields = classes[method]
+    tokenizer = byte_level_tokenizer(256)
+    rows = [{"prompt": p, "chosen": c, "rejected": r} for p, c, r in (
+        ("2+2=", " 4", " five, or so I believe"), ("Name a colour:", " a deep shade of blue", " no"),
+        ("Say hi:", " hi", " goodbye and good luck to you all"), ("1+1=", " two", " 3"))]
+    losses, grads = [], []
+    for trainer_class in (padded_class, packed_class):
+        model = tiny_model(seed=3).train()
+        model.config.vocab_size = len(tokenizer)
+        model.resize_token_embeddings(len(tokenizer))
+        args = config_class(output_dir=str(tmp_path / trainer_class.__name__), per_device_train_batch_size=4,
+                            use_cpu=True, report_to=[], max_length=64, remove_unused_columns=False, **fields)
+        trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                                processing_class=tokenizer)
+        assert getattr(model.forward, "_posttrain_padding_free", False) == (trainer_class is packed_class)
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+        loss = trainer.compute_loss(trainer.model, batch)
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(model.model.layers[0].self_attn.q_proj.weight.grad.clone())
+    assert abs(losses[0] - losses[1]) < 1e-3
+    assert torch.allclose(grads[0], grads[1], atol=1e-4)
+    assert grads[0].abs().sum() > 0
+
+
 def test_padding_free_sft_logs_what_trl_logs_without_reading_back_each_micro_batch(tmp_path):
     """Two micro-batches then a log: the same loss and gradients, the same token count and the same
     entropy/accuracy/num_tokens metrics as TRL's SFTTrainer, the sums read back only at the log."""
