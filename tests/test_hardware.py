@@ -216,3 +216,15 @@ def test_lora_on_a_mixture_of_experts_leaves_liger_off(fake_h200):
     assert resolve(composed("hardware=gpu", "method=dpo", "model=qwen3-8b", "lora_rank=16"), "dpo", lora=True).liger
     with pytest.raises(PosttrainError, match="hardware.liger=true cannot train LoRA on a mixture of experts"):
         resolve(composed("hardware=gpu", "method=dpo", "model=qwen3-30b-a3b", "hardware.liger=true"), "dpo", lora=True)
+
+
+def test_a_full_logit_trainer_budgets_its_logits_into_the_micro_batch(fake_h200):
+    """On an H200 the 0.5B architecture's CPO/ORPO ran out of memory at the micro-batch of 32 pairs picked for
+    activations alone: TRL's experimental trainers hold full logits (151,936 entries a token), which their
+    token budget now counts (test_plan.py checks the plan counts them too)."""
+    common = ("hardware=gpu", "model=qwen2.5-0.5b", "model.init=random", "batch_size=32")
+    dpo = resolve(composed(*common, "method=dpo"), "dpo")
+    for method in ("cpo", "orpo", "simpo"):
+        chosen = resolve(composed(*common, f"method={method}"), method)
+        assert chosen.micro_batch_tokens <= dpo.micro_batch_tokens // 4 and chosen.micro_batch < dpo.micro_batch
+        assert chosen.micro_batch * chosen.accumulation == 32  # the effective batch is kept

@@ -195,6 +195,23 @@ def test_the_estimate_lands_within_25_percent_of_the_measured_peak(case, vocabul
     assert abs(plan.memory.total / GIB / measured_gib - 1) < 0.25, (plan.memory, measured_gib)
 
 
+def test_a_full_logit_trainer_plans_its_padded_and_packed_logits(vocabulary):
+    """CPO/ORPO (TRL's experimental trainers) compute full logits whether Liger is on or not; packed, they
+    also hold the packed row's logits while scattering them back."""
+    from posttrain.compose import command_overrides
+    from posttrain.memory import LOGIT_BYTES, PACKED_LOGIT_BYTES
+
+    for packing in ("true", "false"):
+        with initialize_config_module(config_module="posttrain.conf", version_base="1.3"):
+            cfg = compose(config_name="train", overrides=command_overrides([
+                "method=cpo", "model=qwen2.5-0.5b", "model.init=random", f"model.tokenizer={vocabulary(151_936)}",
+                "hardware=gpu", "hardware.liger=true", "hardware.micro_batch=8", f"hardware.packing={packing}"]))
+        plan, _ = make_plan(cfg, with_data=False)
+        tokens = 8 * 2 * int(cfg.model.max_length)
+        per_entry = LOGIT_BYTES + (PACKED_LOGIT_BYTES if packing == "true" else 0)
+        assert plan.tokens_per_micro_batch == tokens and plan.memory.logits == tokens * 151_936 * per_entry
+
+
 def test_trls_fused_head_keeps_a_tile_of_logits_and_a_classifier_none():
     shape = {"h": 2560, "q": 4096, "kv": 1024, "i": 9728, "L": 36, "V": 151936}
     args = (shape, 4_000_000_000, 66_000_000, True, 0.0, 8192, "bf16", True, True, False, [])

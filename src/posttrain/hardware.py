@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from posttrain.adapters import mixture_of_experts
 from posttrain.distributed import job_processes, training_device
 from posttrain.errors import PosttrainError
-from posttrain.memory import activation_bytes_per_token, model_shape
+from posttrain.memory import activation_bytes_per_token, logit_bytes_per_token, model_shape
 from posttrain.models.attention import kernel_available as varlen_kernel_available
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,12 @@ def precomputes_reference(method: str) -> bool:
 def online(method: str) -> bool:
     """Its batch is a number of generation groups, so the micro-batch stays batch_size."""
     return _row(method).samples_while_training
+
+
+def full_logits(method: str) -> bool:
+    """Whether the method's trainer materialises the full logits (no fused LM head: TRL's CPO/ORPO)."""
+    row = _row(method)
+    return row.head == "causal_lm" and not row.fused_lm_head
 
 
 def sequences_per_row(method: str) -> int:
@@ -303,7 +309,8 @@ def resolve_hardware(
                 micro_tokens = int(budget)
                 reasons["micro_batch"] = f"hardware.micro_batch_tokens={micro_tokens}"
             else:
-                micro_tokens, reasons["micro_batch"] = _token_budget(model_cfg, liger, lora, precision, checkpointing)
+                micro_tokens, reasons["micro_batch"] = _token_budget(model_cfg, liger, lora, precision, checkpointing,
+                                                                     full_logits(method), packing)
             limit = max(1, micro_tokens // row_tokens)
         micro_batch = _largest_divisor_at_most(effective, limit)
         accum = effective // micro_batch
@@ -348,15 +355,19 @@ def _strategy(wanted: str, model_cfg: DictConfig | None, lora: bool, precision: 
 
 
 def _token_budget(model_cfg: DictConfig | None, liger: bool, lora: bool, precision: str,
-                  checkpointing: bool) -> tuple[int, str]:
-    """Tokens per micro-batch whose activations (the plan's memory model, posttrain.plan) fit ACTIVATION_SHARE
-    of the GPU's free memory beside the training state, rounded down to a power of two."""
+                  checkpointing: bool, logits: bool = False, packing: bool = False) -> tuple[int, str]:
+    """Tokens per micro-batch whose activations (the plan's memory model, posttrain.plan), and full logits
+    for a trainer without a fused LM head, fit ACTIVATION_SHARE of the GPU's free memory beside the training
+    state, rounded down to a power of two."""
     free = gpu_free_bytes()
     params = model_parameters(model_cfg)
     arch = (model_cfg.get("architecture") if model_cfg is not None else None) or {}
     if free is None or params is None or not arch.get("hidden_size") or not arch.get("num_hidden_layers"):
         return FALLBACK_TOKENS, "model size or free GPU memory unknown"
-    per_token = activation_bytes_per_token(model_shape(arch), precision, liger, checkpointing)
+    shape = model_shape(arch)
+    per_token = activation_bytes_per_token(shape, precision, liger, checkpointing)
+    if logits and shape["V"]:
+        per_token += logit_bytes_per_token(shape["V"], packing)
     scale = 2 if precision == "fp32" else 1
     state = params * STATE_BYTES["lora" if lora else "full"] * scale
     room = free * ACTIVATION_SHARE - state
