@@ -101,3 +101,31 @@ def test_a_completed_runs_checkpoints_are_removed_and_its_size_counted(tmp_path)
     assert run.remove_checkpoints() == 3000
     assert not run.checkpoints.exists() and run.disk_bytes() == kept
     assert run.resumable_checkpoint() is None  # its journal line stays; the folder is gone, so nothing resumes
+
+
+def test_a_file_removed_while_the_run_is_measured_counts_as_gone_and_followers_leave_checkpoints_to_rank_0(
+        tmp_path, monkeypatch):
+    """On two processes rank 0 removed checkpoints/ while rank 1 was still measuring the folder, and rank 1
+    failed with FileNotFoundError (seen in CI): a follower neither measures nor removes, and a file that
+    vanishes mid-count is left out."""
+    import os
+
+    from posttrain.distributed import FollowerRunDir
+
+    run = RunDir(tmp_path / "run")
+    (run.checkpoints / "checkpoint-2").mkdir(parents=True)
+    (run.checkpoints / "checkpoint-2" / "optimizer.pt").write_bytes(b"x" * 3000)
+    run.final.mkdir()
+    (run.final / "model.safetensors").write_bytes(b"w" * 1000)
+    follower = FollowerRunDir(tmp_path / "run")
+    assert follower.remove_checkpoints() == 0 and follower.disk_bytes() == 0 and run.checkpoints.is_dir()
+
+    real_lstat = os.lstat
+
+    def vanishing(path, *args, **kwargs):
+        if str(path).endswith("optimizer.pt"):
+            raise FileNotFoundError(path)
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", vanishing)
+    assert run.disk_bytes() == 1000

@@ -176,6 +176,12 @@ class FollowerRunDir(RunDir):
     def remove_unfinished_saves(self) -> list[Path]:
         return []
 
+    def disk_bytes(self, without_checkpoints: bool = False) -> int:
+        return 0  # a follower writes no results; walking the folder would race rank 0 removing checkpoints/
+
+    def remove_checkpoints(self) -> int:
+        return 0  # rank 0 removes them
+
     def prepare_resume(self) -> Path | None:
         return self.resumable_checkpoint()  # rank 0 drops what came after it
 

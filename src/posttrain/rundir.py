@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from stat import S_ISLNK
 from typing import Any
 
 import yaml
@@ -283,10 +284,21 @@ class RunDir:
         return None
 
     def disk_bytes(self, without_checkpoints: bool = False) -> int:
-        """Bytes of the run directory's files (checkpoints/ left out when asked)."""
-        skip = self.checkpoints.resolve()
-        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file() and not p.is_symlink()
-                   and not (without_checkpoints and skip in p.resolve().parents))
+        """Bytes of the run directory's files (checkpoints/ left out when asked). A file or folder removed
+        while it is counted (another process cleaning up) counts as gone."""
+        total = 0
+        for folder, folders, files in os.walk(self.path):  # os.walk skips a folder that vanished
+            if without_checkpoints and Path(folder) == self.checkpoints:
+                folders.clear()
+                continue
+            for name in files:
+                try:
+                    stat = os.lstat(os.path.join(folder, name))
+                except FileNotFoundError:
+                    continue
+                if not S_ISLNK(stat.st_mode):
+                    total += stat.st_size
+        return total
 
     def remove_checkpoints(self) -> int:
         """Delete checkpoints/ of a completed run (final/ holds the model); returns the bytes freed. The
