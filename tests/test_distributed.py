@@ -128,16 +128,29 @@ def test_fsdp2_trains_on_two_cpu_processes(workdir):
     assert (run / "final" / "model.safetensors").exists()
 
 
-@pytest.mark.slow  # three runs in two processes
-@pytest.mark.parametrize("stop", ["SIGTERM to the launching process", "Ctrl-C (SIGINT to the terminal's process group)"])
-def test_a_stop_checkpoints_both_processes_and_the_same_command_resumes_with_identical_losses(workdir, stop):
+STOP_STEPS, STOP_SAVE = 12, 4
+STOP_RUN = [*SFT, f"max_steps={STOP_STEPS}", f"training.save_steps={STOP_SAVE}", "training.keep_checkpoints=true",
+            "hardware.gpus=2"]
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_losses(tmp_path_factory) -> dict[int, float]:
+    """Each step's loss of the two-process run never stopped, made once for both ways of stopping it."""
+    workdir = tmp_path_factory.mktemp("reference")
     rows(workdir)
-    steps, save = 12, 4
-    run = [*SFT, f"max_steps={steps}", f"training.save_steps={save}", "training.keep_checkpoints=true",
-           "hardware.gpus=2"]
-    one_thread = {"OMP_NUM_THREADS": "1"}
-    reference = run_posttrain([*run, "run_name=reference"], workdir, env=one_thread)
+    reference = run_posttrain([*STOP_RUN, "run_name=reference"], workdir, env=ONE_THREAD)
     assert reference.returncode == 0, reference.stderr[-3000:]
+    return {m["step"]: m["loss"] for m in read_jsonl(workdir / "outputs" / "reference" / "metrics.jsonl") if "loss" in m}
+
+
+@pytest.mark.slow  # two-process runs
+@pytest.mark.xdist_group("distributed_stop")  # `pytest -n N`: one worker makes the uninterrupted run once
+@pytest.mark.parametrize("stop", ["SIGTERM to the launching process", "Ctrl-C (SIGINT to the terminal's process group)"])
+def test_a_stop_checkpoints_both_processes_and_the_same_command_resumes_with_identical_losses(
+        workdir, stop, uninterrupted_losses):
+    rows(workdir)
+    steps, save, run, one_thread = STOP_STEPS, STOP_SAVE, STOP_RUN, ONE_THREAD
 
     run_dir = workdir / "outputs" / "resumed"
     with open(workdir / "first.log", "w") as out:
@@ -160,6 +173,6 @@ def test_a_stop_checkpoints_both_processes_and_the_same_command_resumes_with_ide
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming from {run_dir / 'checkpoints' / f'checkpoint-{stopped}'}" in resumed.stdout
     got = [(m["step"], m["loss"]) for m in read_jsonl(run_dir / "metrics.jsonl") if "loss" in m]
-    want = {m["step"]: m["loss"] for m in read_jsonl(workdir / "outputs" / "reference" / "metrics.jsonl") if "loss" in m}
+    want = uninterrupted_losses
     assert [step for step, _ in got] == list(range(1, steps + 1))  # every step once, across both launches
     assert max(abs(loss - want[step]) for step, loss in got) <= 1e-4, (got, want)
