@@ -159,6 +159,22 @@ def test_padding_free_cpo_simpo_orpo_losses_and_gradients_equal_the_padded_ones(
     assert grads[0].abs().sum() > 0
 
 
+def test_a_packed_logits_forward_leaves_generation_alone():
+    """After CPO/ORPO training the model keeps its packed forward, and a sampling evaluator generates with
+    it: only the trainers' no-cache scoring calls are packed, so greedy generation is unchanged."""
+    from posttrain.methods.padding_free_logits import pack_padded_logits_forward
+
+    model = tiny_model()
+    ids, mask, _ = padded_batch("left")
+    with torch.no_grad():
+        plain = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=False, pad_token_id=0)
+        model.forward = pack_padded_logits_forward(model.forward)
+        packed = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=False, pad_token_id=0)
+        scored = model(ids, attention_mask=mask, use_cache=False).logits
+    assert torch.equal(plain, packed)
+    assert scored.shape[:2] == ids.shape and torch.all(scored[mask == 0] == 0)  # the scoring call was packed
+
+
 def test_padding_free_sft_logs_what_trl_logs_without_reading_back_each_micro_batch(tmp_path):
     """Two micro-batches then a log: the same loss and gradients, the same token count and the same
     entropy/accuracy/num_tokens metrics as TRL's SFTTrainer, the sums read back only at the log."""

@@ -29,9 +29,11 @@ def pack_padded_logits_forward(forward):
     @functools.wraps(forward)
     def packed_forward(*args, attention_mask=None, **kwargs):
         input_ids = args[0] if args else kwargs.get("input_ids")
-        if (len(args) > 1 or input_ids is None or attention_mask is None or kwargs.get("labels") is not None
-                or kwargs.get("position_ids") is not None or kwargs.get("inputs_embeds") is not None
-                or kwargs.get("fused_lm_head")):
+        # only the trainers' scoring forwards, which ask for no cache; generation (a sampling evaluator's
+        # model.generate) and anything else runs the model as it is
+        if (len(args) > 1 or input_ids is None or attention_mask is None or kwargs.get("use_cache") is not False
+                or kwargs.get("labels") is not None or kwargs.get("position_ids") is not None
+                or kwargs.get("inputs_embeds") is not None or kwargs.get("fused_lm_head")):
             return forward(*args, attention_mask=attention_mask, **kwargs)
         kwargs.pop("input_ids", None)
         keep = attention_mask.bool()
