@@ -113,6 +113,26 @@ def test_random_init_trains_end_to_end_offline(workdir):
     assert (run_dir / "final" / "model.safetensors").exists()
 
 
+@pytest.mark.slow  # an end-to-end training run
+def test_lora_dpo_on_a_mixture_of_experts_runs_its_expert_adapters_grouped(workdir):
+    """peft adapts the experts' fused weights; posttrain runs them as grouped products (models/expert_lora.py),
+    the DPO reference is the same model with its adapters off, and the saved adapter reloads onto its base."""
+    result = run_posttrain(
+        ["method=dpo", *shrunk("qwen3-30b-a3b"), "lora_rank=4", "max_steps=2", "batch_size=4", "training.save_steps=0",
+         "training.logging_steps=1", "dataset.eval_fraction=0.01", "eval=none", "logger=none", "run_name=moe_lora"],
+        workdir, env={"HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(workdir)
+    assert "LoRA on 4 expert layers runs as grouped rank-4 products" in (run_dir / "train.log").read_text()
+    rows = [row for row in read_jsonl(run_dir / "metrics.jsonl") if "loss" in row]
+    # step 1: the policy is the reference (LoRA's B starts at 0), so DPO's loss is log 2 plus the router's
+    # load-balancing loss (weight router_aux_loss_coef 0.001)
+    assert len(rows) == 2 and rows[0]["loss"] == pytest.approx(math.log(2) + 0.001 * rows[0]["aux_loss"], abs=1e-4)
+    model, _ = load_trained(str(run_dir))
+    assert model.num_parameters() > 0 and not any("lora_" in n for n, _ in model.named_parameters())
+
+
 @pytest.fixture(scope="module")
 def smollm2():
     cfg = compose_train(["model=smollm2-135m"])

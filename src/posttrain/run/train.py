@@ -26,6 +26,7 @@ from posttrain.hardware import resolve_hardware
 from posttrain.learning_rate import describe as describe_learning_rate
 from posttrain.logger import quiet_libraries, tracker_setup
 from posttrain.methods.common import Knobs, TrainerInputs
+from posttrain.models import expert_lora
 from posttrain.models.loading import (
     IDENTITY_FILE,
     load_model,
@@ -216,6 +217,7 @@ def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
     )
     trainer = method.build(inputs)
     trainer.remove_callback(PrinterCallback)
+    expert_lora.install(trainer.model)  # a mixture's expert adapters (peft builds them inside the trainer)
     resume_from = run_dir.prepare_resume()
     if resume_from:
         log.info("resuming from %s", resume_from)
