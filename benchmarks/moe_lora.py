@@ -8,6 +8,7 @@ Variants (all: LoRA rank 32 on attention, bf16, gradient checkpointing as the DP
               forward forms W + B A for all 128 experts of a layer)
   grouped     the same adapters run by posttrain.models.expert_lora: x W_e + s (x A_e) B_e with grouped matrix
               products, no full-size update
+  compiled    grouped, with its experts forward compiled by torch.compile (an experiment)
   frozen      no adapter on the experts (attention only): the floor
 It prints ms per forward+backward, tokens/s, peak GiB and MFU (posttrain's LoRA count, speed.py).
 """
@@ -32,15 +33,17 @@ def build(layers: int, variant: str, rank: int):
     torch.manual_seed(0)  # every variant starts from the same weights
     with torch.device("cuda"):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    targets = "all-linear" if variant in ("peft", "grouped") else ["q_proj", "k_proj", "v_proj", "o_proj"]
+    targets = "all-linear" if variant in ("peft", "grouped", "compiled") else ["q_proj", "k_proj", "v_proj", "o_proj"]
     model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=targets))
     torch.manual_seed(1)
     for name, p in model.named_parameters():  # LoRA's B starts at zero: make the adapters count
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=1e-2)
-    if variant == "grouped":
+    if variant in ("grouped", "compiled"):
         from posttrain.models import expert_lora
         assert expert_lora.install(model) == layers
+        if variant == "compiled":  # an experiment: inductor fusing the routed copies' elementwise work
+            expert_lora.experts_forward = torch.compile(expert_lora.experts_forward)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.enable_input_require_grads()
     return model

@@ -95,7 +95,9 @@ def experts_forward(experts, hidden_states, top_k_index, top_k_weights, factors)
     num_top_k = top_k_index.size(-1)
     expert_ids, order = torch.sort(top_k_index.reshape(-1))
     tokens = hidden_states[order // num_top_k]
-    counts = torch.bincount(expert_ids, minlength=experts.num_experts)
+    # histc, not bincount: its output shape does not depend on the data (CUDA graphs, torch.compile)
+    ids = expert_ids.int() if expert_ids.is_cuda else expert_ids.float()
+    counts = torch.histc(ids, bins=experts.num_experts, min=0, max=experts.num_experts - 1)
     offsets = torch.cumsum(counts, dim=0, dtype=torch.int32)
 
     def project(x, name):
