@@ -207,6 +207,7 @@ class Hardware:
     nodes: int = integer("1", gt=0)
     gpus: int | str = integer("2", gt=0, auto="every visible GPU with hardware=gpu, else 1")
     strategy: str = one_of("auto", "ddp", "fsdp")
+    dataloader_workers: int | str = integer("2", ge=0, auto="2 on a GPU, 0 on a CPU")
 
 
 @dataclass
