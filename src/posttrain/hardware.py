@@ -267,25 +267,19 @@ def resolve_hardware(
                         "not on a GPU" if not gpu else ("LoRA scores the base with adapters off" if lora
                                                         else f"TRL has no precomputed reference for {method}"))
 
-    rollout_steps = None
-    wanted_rollouts = cfg.get("rollout_steps", "auto")
-    if _row(method).batched_rollouts:
-        if wanted_rollouts != "auto":
-            rollout_steps, reasons["rollout_steps"] = int(wanted_rollouts), "set"
-        elif gpu:
-            rollout_steps = ROLLOUT_STEPS
-            reasons["rollout_steps"] = "one generate call samples several steps' completions (3.5x samples/s measured)"
-        else:
-            reasons["rollout_steps"] = "TRL's default on CPU"
+    def count(knob: str, on_gpu: int | None, on_cpu: int | None, why_gpu: str, why_cpu: str) -> int | None:
+        given = cfg.get(knob, "auto")
+        if given != "auto":
+            reasons[knob] = "set"
+            return int(given)
+        reasons[knob] = why_gpu if gpu else why_cpu
+        return on_gpu if gpu else on_cpu
 
-    workers = cfg.get("dataloader_workers", "auto")
-    if workers != "auto":
-        workers, reasons["dataloader_workers"] = int(workers), "set"
-    elif gpu:
-        workers = DATALOADER_WORKERS
-        reasons["dataloader_workers"] = "batches collate beside training (SFT +4.5% tokens/s measured)"
-    else:
-        workers, reasons["dataloader_workers"] = 0, "the training process collates on CPU"
+    rollout_steps = count("rollout_steps", ROLLOUT_STEPS, None,
+                          "one generate call samples several steps' completions (3.5x samples/s measured)",
+                          "TRL's default on CPU") if _row(method).batched_rollouts else None
+    workers = count("dataloader_workers", DATALOADER_WORKERS, 0,
+                    "batches collate beside training (SFT +4.5% tokens/s measured)", "the training process collates on CPU")
 
     attention = cfg.get("attention", "auto")
     if attention not in ("auto", *ATTENTIONS):
