@@ -250,11 +250,14 @@ def test_lora_on_a_mixture_of_experts_leaves_liger_off(fake_h200):
 
 def test_a_full_logit_trainer_budgets_its_logits_into_the_micro_batch(fake_h200):
     """On an H200 the 0.5B architecture's CPO/ORPO ran out of memory at the micro-batch of 32 pairs picked for
-    activations alone: TRL's experimental trainers hold full logits (151,936 entries a token), which their
-    token budget now counts (test_plan.py checks the plan counts them too)."""
+    activations alone: TRL's experimental trainers hold full logits (151,936 entries a token), which a padded
+    run's token budget counts (test_plan.py checks the plan counts them too). Packed, their padding-free
+    trainers score through TRL's fused LM head and get DPO's budget."""
     common = ("hardware=gpu", "model=qwen2.5-0.5b", "model.init=random", "batch_size=32")
     dpo = resolve(composed(*common, "method=dpo"), "dpo")
     for method in ("cpo", "orpo", "simpo"):
-        chosen = resolve(composed(*common, f"method={method}"), method)
-        assert chosen.micro_batch_tokens <= dpo.micro_batch_tokens // 4 and chosen.micro_batch < dpo.micro_batch
-        assert chosen.micro_batch * chosen.accumulation == 32  # the effective batch is kept
+        padded = resolve(composed(*common, f"method={method}", "hardware.packing=false"), method)
+        assert padded.micro_batch_tokens <= dpo.micro_batch_tokens // 4 and padded.micro_batch < dpo.micro_batch
+        assert padded.micro_batch * padded.accumulation == 32  # the effective batch is kept
+        packed = resolve(composed(*common, f"method={method}"), method)
+        assert packed.packing and packed.micro_batch_tokens == dpo.micro_batch_tokens

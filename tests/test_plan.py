@@ -195,11 +195,12 @@ def test_the_estimate_lands_within_25_percent_of_the_measured_peak(case, vocabul
     assert abs(plan.memory.total / GIB / measured_gib - 1) < 0.25, (plan.memory, measured_gib)
 
 
-def test_a_full_logit_trainer_plans_its_padded_and_packed_logits(vocabulary):
-    """CPO/ORPO (TRL's experimental trainers) compute full logits whether Liger is on or not; packed, they
-    also hold the packed row's logits while scattering them back."""
+def test_cpo_plans_full_logits_padded_and_the_fused_head_packed(vocabulary):
+    """CPO/ORPO (TRL's experimental trainers) compute full logits whether Liger is on or not; their
+    padding-free trainers score through TRL's fused LM head instead (a tile of logits)."""
     from posttrain.compose import command_overrides
-    from posttrain.memory import LOGIT_BYTES, PACKED_LOGIT_BYTES
+    from posttrain.memory import LOGIT_BYTES
+    from posttrain.plan import TRL_HEAD_TILE
 
     for packing in ("true", "false"):
         with initialize_config_module(config_module="posttrain.conf", version_base="1.3"):
@@ -208,8 +209,12 @@ def test_a_full_logit_trainer_plans_its_padded_and_packed_logits(vocabulary):
                 "hardware=gpu", "hardware.liger=true", "hardware.micro_batch=8", f"hardware.packing={packing}"]))
         plan, _ = make_plan(cfg, with_data=False)
         tokens = 8 * 2 * int(cfg.model.max_length)
-        per_entry = LOGIT_BYTES + (PACKED_LOGIT_BYTES if packing == "true" else 0)
-        assert plan.tokens_per_micro_batch == tokens and plan.memory.logits == tokens * 151_936 * per_entry
+        assert plan.tokens_per_micro_batch == tokens
+        if packing == "true":
+            tile = min(tokens, TRL_HEAD_TILE[0]) * min(151_936, TRL_HEAD_TILE[1]) * 2
+            assert plan.memory.logits == tile + 4 * tokens * 896 + 4 * 151_936 * 896  # full fine-tuning: head gradient
+        else:
+            assert plan.memory.logits == tokens * 151_936 * LOGIT_BYTES
 
 
 def test_trls_fused_head_keeps_a_tile_of_logits_and_a_classifier_none():

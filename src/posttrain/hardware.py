@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from posttrain.adapters import mixture_of_experts
 from posttrain.distributed import job_processes, training_device
 from posttrain.errors import PosttrainError
-from posttrain.memory import activation_bytes_per_token, logit_bytes_per_token, model_shape
+from posttrain.memory import LOGIT_BYTES, activation_bytes_per_token, model_shape
 from posttrain.models.attention import kernel_available as varlen_kernel_available
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,8 @@ ATTENTIONS = ("sdpa", "flex_attention", "flash_attention_2", "varlen", "eager")
 # (packing_strategy="bfd": position_ids restart at each example and transformers builds a block-causal mask
 # from them for sdpa/flex/eager, or passes cu_seq_lens to flash attention). A row's padding_free_trainer
 # (posttrain.methods.padding_free) runs when packing is on: for SFT TRL's trainer without its per-step GPU
-# syncs; for DPO (whose padding_free TRL 1.16 disables), KTO, and CPO/SimPO/ORPO (full logits scattered back
-# into the padded layout, posttrain.methods.padding_free_logits), packed forwards.
+# syncs; for DPO (whose padding_free TRL 1.16 disables), KTO, and CPO/SimPO/ORPO (through TRL's fused LM head,
+# posttrain.methods.padding_free_logits), packed forwards.
 def packs(method: str) -> bool:
     row = _row(method)
     return row.trainer == "trl:SFTTrainer" or row.padding_free_trainer is not None
@@ -48,10 +48,11 @@ def online(method: str) -> bool:
     return _row(method).samples_while_training
 
 
-def full_logits(method: str) -> bool:
-    """Whether the method's trainer materialises the full logits (no fused LM head: TRL's CPO/ORPO)."""
+def full_logits(method: str, packing: bool) -> bool:
+    """Whether the method's trainer materialises the full logits: TRL's CPO/ORPO padded, while their
+    padding-free trainers (posttrain.methods.padding_free_logits) score through TRL's fused LM head."""
     row = _row(method)
-    return row.head == "causal_lm" and not row.fused_lm_head
+    return row.head == "causal_lm" and not row.fused_lm_head and not (packing and row.padding_free_trainer)
 
 
 def sequences_per_row(method: str) -> int:
@@ -322,7 +323,7 @@ def resolve_hardware(
                 reasons["micro_batch"] = f"hardware.micro_batch_tokens={micro_tokens}"
             else:
                 micro_tokens, reasons["micro_batch"] = _token_budget(model_cfg, liger, lora, precision, checkpointing,
-                                                                     full_logits(method), packing)
+                                                                     full_logits(method, packing))
             limit = max(1, micro_tokens // row_tokens)
         micro_batch = _largest_divisor_at_most(effective, limit)
         accum = effective // micro_batch
@@ -367,7 +368,7 @@ def _strategy(wanted: str, model_cfg: DictConfig | None, lora: bool, precision: 
 
 
 def _token_budget(model_cfg: DictConfig | None, liger: bool, lora: bool, precision: str,
-                  checkpointing: bool, logits: bool = False, packing: bool = False) -> tuple[int, str]:
+                  checkpointing: bool, logits: bool = False) -> tuple[int, str]:
     """Tokens per micro-batch whose activations (the plan's memory model, posttrain.plan), and full logits
     for a trainer without a fused LM head, fit ACTIVATION_SHARE of the GPU's free memory beside the training
     state, rounded down to a power of two."""
@@ -379,7 +380,7 @@ def _token_budget(model_cfg: DictConfig | None, liger: bool, lora: bool, precisi
     shape = model_shape(arch)
     per_token = activation_bytes_per_token(shape, precision, liger, checkpointing)
     if logits and shape["V"]:
-        per_token += logit_bytes_per_token(shape["V"], packing)
+        per_token += shape["V"] * LOGIT_BYTES
     scale = 2 if precision == "fp32" else 1
     state = params * STATE_BYTES["lora" if lora else "full"] * scale
     room = free * ACTIVATION_SHARE - state

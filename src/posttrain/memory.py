@@ -20,14 +20,6 @@ def model_shape(config) -> dict[str, int]:
 
 # bytes per token and vocabulary entry of unfused logits: bf16 logits, their fp32 copy, the fp32 gradient
 LOGIT_BYTES = 10
-# a padding-free forward of a full-logit trainer (posttrain.methods.padding_free_logits) also holds the packed
-# row's bf16 logits while it scatters them into the padded layout, and their gradient in the backward
-PACKED_LOGIT_BYTES = 4
-
-
-def logit_bytes_per_token(vocab: int, packed: bool) -> int:
-    """Bytes one token's full logits take in a trainer without a fused LM head (TRL's CPO/ORPO)."""
-    return vocab * (LOGIT_BYTES + (PACKED_LOGIT_BYTES if packed else 0))
 
 
 def activation_bytes_per_token(shape: dict[str, int], precision: str, liger: bool, checkpointing: bool,

@@ -38,7 +38,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from posttrain.errors import PosttrainError
-from posttrain.memory import LOGIT_BYTES, activation_bytes_per_token, logit_bytes_per_token, model_shape
+from posttrain.memory import LOGIT_BYTES, activation_bytes_per_token, model_shape
 
 log = logging.getLogger(__name__)
 
@@ -201,9 +201,8 @@ def active_parameters(model) -> int:
 
 def estimate_memory(shape: dict[str, int], parameters: int, trainable: int, lora: bool, qlora_share: float,
                     tokens: int, precision: str, liger: bool, checkpointing: bool, reference: bool,
-                    adapted: list[tuple[int, int]], lm_head: str | None = None, packed: bool = False) -> Memory:
-    """lm_head: trl_fused, liger, plain or none (a classification head); None = liger or plain by `liger`;
-    packed: plain logits of a padding-free forward (posttrain.methods.padding_free_logits)."""
+                    adapted: list[tuple[int, int]], lm_head: str | None = None) -> Memory:
+    """lm_head: trl_fused, liger, plain or none (a classification head); None = liger or plain by `liger`."""
     b = 4 if precision == "fp32" else 2
     h, V = shape["h"], shape["V"]
     memory = Memory()
@@ -225,18 +224,19 @@ def estimate_memory(shape: dict[str, int], parameters: int, trainable: int, lora
     elif lm_head == "liger":
         memory.logits = min(tokens, LIGER_LOGIT_CHUNK_TOKENS) * V * LOGIT_BYTES
     elif lm_head == "plain":
-        memory.logits = tokens * logit_bytes_per_token(V, packed)
+        memory.logits = tokens * V * LOGIT_BYTES
     if reference:
         memory.reference = parameters * b
     return memory
 
 
-def _lm_head(method) -> str:
-    """How the method's trainer scores tokens: TRL's fused LM head, full logits (TRL's experimental CPO/ORPO
-    compute them themselves, Liger or not), or a classification head."""
+def _lm_head(method, packing: bool) -> str:
+    """How the method's trainer scores tokens: TRL's fused LM head (also TRL's experimental CPO/ORPO when
+    their padding-free trainers run), full logits (those trainers padded, Liger or not), or a classification
+    head."""
     if method.head != "causal_lm":
         return "none"
-    return "trl_fused" if method.fused_lm_head else "plain"
+    return "trl_fused" if method.fused_lm_head or (packing and method.padding_free_trainer) else "plain"
 
 
 # an online method's prompt length in tokens when neither the data nor the run says it
@@ -300,7 +300,7 @@ def make_plan(cfg: DictConfig, hardware=None, with_data: bool = True,
     reference = method.reference and not lora and not (hardware.precompute_reference and precomputes_reference(method.name))
     memory = estimate_memory(shape, parameters, adapter, lora, qlora_share, tokens, hardware.precision,
                              hardware.liger, bool(cfg.training.gradient_checkpointing), reference, adapted,
-                             lm_head=_lm_head(method), packed=hardware.packing)
+                             lm_head=_lm_head(method, hardware.packing))
     if hardware.strategy == "fsdp":  # FSDP2 keeps 1/processes of the weights, gradients and AdamW states per GPU
         memory = replace(memory, weights=memory.weights / hardware.processes,
                          gradients=memory.gradients / hardware.processes, optimizer=memory.optimizer / hardware.processes)

@@ -124,8 +124,8 @@ def test_padding_free_kto_loss_and_gradients_equal_the_padded_ones(tmp_path, pre
 
 @pytest.mark.parametrize("method", ["cpo", "simpo", "orpo"])
 def test_padding_free_cpo_simpo_orpo_losses_and_gradients_equal_the_padded_ones(tmp_path, method):
-    """TRL's experimental trainers take full logits: the packed row's logits scattered back into the padded
-    layout give the same loss (NLL term included) and gradients."""
+    """TRL's experimental trainers take full logits; scored through the fused LM head on packed rows they give
+    the same loss (NLL term included) and gradients."""
     from trl.experimental.cpo import CPOConfig, CPOTrainer
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
@@ -159,20 +159,26 @@ def test_padding_free_cpo_simpo_orpo_losses_and_gradients_equal_the_padded_ones(
     assert grads[0].abs().sum() > 0
 
 
-def test_a_packed_logits_forward_leaves_generation_alone():
-    """After CPO/ORPO training the model keeps its packed forward, and a sampling evaluator generates with
-    it: only the trainers' no-cache scoring calls are packed, so greedy generation is unchanged."""
-    from posttrain.methods.padding_free_logits import pack_padded_logits_forward
+def test_a_cpo_or_orpo_model_still_generates_as_before(tmp_path):
+    """After CPO/ORPO training the model keeps its fused, packed forward, and a sampling evaluator generates
+    with it: only the trainers' fused-head scoring calls are packed, so greedy generation is unchanged."""
+    from trl.experimental.orpo import ORPOConfig
 
-    model = tiny_model()
+    from posttrain.methods.padding_free_logits import PaddingFreeORPOTrainer
+
+    tokenizer = byte_level_tokenizer(256)
+    model = tiny_model(seed=3)
     ids, mask, _ = padded_batch("left")
     with torch.no_grad():
         plain = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=False, pad_token_id=0)
-        model.forward = pack_padded_logits_forward(model.forward)
+    args = ORPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=2, use_cpu=True, report_to=[],
+                      max_length=64, remove_unused_columns=False)
+    rows = [{"prompt": "1+1=", "chosen": " two", "rejected": " 3"}] * 2
+    PaddingFreeORPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    assert getattr(model.forward, "_posttrain_padding_free", False)
+    with torch.no_grad():
         packed = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=False, pad_token_id=0)
-        scored = model(ids, attention_mask=mask, use_cache=False).logits
     assert torch.equal(plain, packed)
-    assert scored.shape[:2] == ids.shape and torch.all(scored[mask == 0] == 0)  # the scoring call was packed
 
 
 def test_padding_free_sft_logs_what_trl_logs_without_reading_back_each_micro_batch(tmp_path):

@@ -1,65 +1,77 @@
-"""Padding-free preference batches for TRL's experimental CPOTrainer (cpo, simpo) and ORPOTrainer.
+"""Padding-free preference batches through TRL's fused LM head for TRL's experimental CPOTrainer (cpo,
+simpo) and ORPOTrainer.
 
 These trainers pad every micro-batch ([chosen; rejected] rows) to its longest sequence and take the model's
-full logits (no fused LM head), so the transformer layers spend a large share of each step on pad tokens.
-Here the model's forward receives the padded batch as TRL builds it, runs its real tokens as one packed row
-(position_ids restart at each sequence, cu_seq_lens mark the sequences, as in posttrain.methods.padding_free)
-and scatters the logits back into the padded layout, so TRL's losses are unchanged. The logits of pad
-positions are zero, which only changes the logits/chosen and logits/rejected means, which average over pad
-positions too. tests/methods/test_padding_free.py checks the losses and gradients against the padded
-trainers. A separate module from padding_free because importing trl.experimental is slow and warns.
+full logits (151,936 entries a token for Qwen), which dominate their steps' memory and time. Here they score
+through TRL's fused LM head (trl.trainer.utils.add_fused_lm_head: per-token log-probabilities in tiles, never
+the whole logits) on packed rows (posttrain.methods.padding_free's forward), and TRL's own losses are computed
+from those: the completion's log-probabilities summed or averaged, and the NLL term over the chosen rows (CPO:
+their completions; ORPO: prompt and completion, as TRL's ORPO does). The logits/chosen and logits/rejected
+metrics become the mean logit over the scored tokens (TRL averages over every position, pads included).
+tests/methods/test_padding_free.py checks the losses and gradients against the padded trainers. A separate
+module from padding_free because importing trl.experimental is slow and warns.
 """
 
 from __future__ import annotations
 
-import functools
-
+import torch
 from trl.experimental.cpo import CPOTrainer
 from trl.experimental.orpo import ORPOTrainer
+from trl.trainer.utils import add_fused_lm_head
 
-from posttrain.methods.padding_free import CountsParametersOnce, _inner, sequence_bounds
-
-
-def pack_padded_logits_forward(forward):
-    """Wrap a causal LM's forward so a padded batch without labels runs as one packed row and its logits come
-    back padded (zeros at pad positions)."""
-    if getattr(forward, "_posttrain_padding_free", False):
-        return forward
-
-    @functools.wraps(forward)
-    def packed_forward(*args, attention_mask=None, **kwargs):
-        input_ids = args[0] if args else kwargs.get("input_ids")
-        # only the trainers' scoring forwards, which ask for no cache; generation (a sampling evaluator's
-        # model.generate) and anything else runs the model as it is
-        if (len(args) > 1 or input_ids is None or attention_mask is None or kwargs.get("use_cache") is not False
-                or kwargs.get("labels") is not None or kwargs.get("position_ids") is not None
-                or kwargs.get("inputs_embeds") is not None or kwargs.get("fused_lm_head")):
-            return forward(*args, attention_mask=attention_mask, **kwargs)
-        kwargs.pop("input_ids", None)
-        keep = attention_mask.bool()
-        positions = keep.long().cumsum(dim=1) - 1
-        outputs = forward(input_ids=input_ids[keep].unsqueeze(0), position_ids=positions[keep].unsqueeze(0),
-                          **sequence_bounds(keep), **kwargs)
-        packed = outputs.logits[0]
-        outputs.logits = packed.new_zeros(*keep.shape, packed.size(-1)).index_put((keep,), packed)
-        return outputs
-
-    packed_forward._posttrain_padding_free = True
-    return packed_forward
+from posttrain.methods.padding_free import CountsParametersOnce, _inner, pack_forwards
 
 
-class PacksLogitForwards:
-    """Padding-free forwards for a trainer that scores padded batches through the model's full logits."""
+class ScoresThroughFusedHead:
+    """concatenated_forward for TRL's CPO/ORPO trainers, through the fused LM head on packed rows."""
+
+    # ORPO's NLL term covers the prompt too; CPO's only the completion
+    nll_over_prompt = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        inner = _inner(self.model)
-        inner.forward = pack_padded_logits_forward(inner.forward)
+        add_fused_lm_head(_inner(self.model), outputs=("log_probs", "mean_logits"))
+        pack_forwards(self)  # wraps the fused forward just added
+
+    def average_log_prob(self) -> bool:
+        raise NotImplementedError
+
+    def concatenated_forward(self, model, batch):
+        chosen = batch["chosen_labels"].shape[0]
+        batch = self.concatenated_inputs(batch, is_encoder_decoder=False,
+                                         padding_value=self.padding_value if hasattr(self, "padding_value") else self.pad_token_id,
+                                         device=self.accelerator.device)
+        input_ids, attention_mask = batch["concatenated_input_ids"], batch["concatenated_attention_mask"]
+        completion = batch["concatenated_labels"]
+        labels = input_ids.masked_fill(attention_mask == 0, -100) if self.nll_over_prompt else completion
+        extra = {"output_router_logits": True} if self.aux_loss_enabled else {}
+        outputs = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, fused_lm_head=True,
+                        use_cache=False, **extra)
+        scored = completion[:, 1:] != -100
+        logps = (outputs.log_probs * scored).sum(-1)
+        if self.average_log_prob():
+            logps = logps / scored.sum(-1)
+        nll_scored = labels[:chosen, 1:] != -100
+        nll_loss = -(outputs.log_probs[:chosen] * nll_scored).sum() / nll_scored.sum().clamp(min=1)
+        if getattr(self, "cpo_alpha", None) == 0:
+            nll_loss = torch.tensor(0.0, device=self.accelerator.device)
+        seen = outputs.label_mask
+        result = (logps[:chosen], logps[chosen:], outputs.mean_logits[:chosen][seen[:chosen]],
+                  outputs.mean_logits[chosen:][seen[chosen:]], nll_loss)
+        return (*result, outputs.aux_loss) if self.aux_loss_enabled else result
 
 
-class PaddingFreeCPOTrainer(PacksLogitForwards, CountsParametersOnce, CPOTrainer):
-    """TRL's CPOTrainer (cpo and simpo) with each micro-batch's [chosen; rejected] rows as one packed row."""
+class PaddingFreeCPOTrainer(ScoresThroughFusedHead, CountsParametersOnce, CPOTrainer):
+    """TRL's CPOTrainer (cpo, simpo) scoring packed rows through the fused LM head."""
+
+    def average_log_prob(self) -> bool:
+        return self.loss_type in ("ipo", "simpo")  # as TRL's CPO
 
 
-class PaddingFreeORPOTrainer(PacksLogitForwards, CountsParametersOnce, ORPOTrainer):
-    """TRL's ORPOTrainer with each micro-batch's [chosen; rejected] rows as one packed row."""
+class PaddingFreeORPOTrainer(ScoresThroughFusedHead, CountsParametersOnce, ORPOTrainer):
+    """TRL's ORPOTrainer scoring packed rows through the fused LM head."""
+
+    nll_over_prompt = True
+
+    def average_log_prob(self) -> bool:
+        return True  # the odds ratio compares mean log-probabilities, as TRL's ORPO
