@@ -129,6 +129,7 @@ def test_a_gpu_run_collates_batches_in_worker_processes(fake_h200, tmp_path):
     assert config.dataloader_num_workers == hw.DATALOADER_WORKERS
     assert "dataloader_workers=2 (batches collate beside training" in chosen.summary()
     assert "dataloader_num_workers" not in resolve(composed("hardware=gpu", "hardware.dataloader_workers=0")).training_arguments()
+    assert resolve(composed("hardware=gpu", "method=grpo"), "grpo").dataloader_workers == 0  # sampling dominates
     assert resolve(composed("hardware=cpu", "hardware.dataloader_workers=3")).training_arguments()["dataloader_num_workers"] == 3
 
 

@@ -279,8 +279,10 @@ def resolve_hardware(
     rollout_steps = count("rollout_steps", ROLLOUT_STEPS, None,
                           "one generate call samples several steps' completions (3.5x samples/s measured)",
                           "TRL's default on CPU") if _row(method).batched_rollouts else None
-    workers = count("dataloader_workers", DATALOADER_WORKERS, 0,
-                    "batches collate beside training (SFT +4.5% tokens/s measured)", "the training process collates on CPU")
+    workers = count("dataloader_workers", 0 if online(method) else DATALOADER_WORKERS, 0,
+                    f"{method} samples most of its time; the training process collates" if online(method)
+                    else "batches collate beside training (SFT +4.5% tokens/s measured)",
+                    "the training process collates on CPU")
 
     attention = cfg.get("attention", "auto")
     if attention not in ("auto", *ATTENTIONS):
