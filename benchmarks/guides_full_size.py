@@ -4,6 +4,9 @@ measured peak.
     python benchmarks/guides_full_size.py --out benchmarks/results/guides_full_size.md [--cases a,b] [--budget 480]
     python benchmarks/guides_full_size.py --smoke --out /tmp/guides.md     # CPU, tiny model: checks the plumbing
 
+A random-init LoRA run saves its base model beside the adapter (Qwen3-30B-A3B: 61 GB) before it trains: on a
+small disk give --work a folder in RAM (--work /dev/shm/g on a machine with the memory for it).
+
 Each case is the real command line (`python -m posttrain <preset or method> model=<guide's model>
 model.init=random hardware=gpu ...`) in its own process, on synthetic rows that fill model.max_length (so the
 plan's worst case is the case measured), with a word-level tokenizer of the model's real vocabulary built
