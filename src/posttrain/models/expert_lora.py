@@ -34,7 +34,7 @@ def install(model: torch.nn.Module) -> int:
         return 0
     wrappers = [m for m in model.modules() if isinstance(m, ParamWrapper)]
     inner = {id(w.base_layer) for w in wrappers}
-    patched = 0
+    ranks = []
     for outer in wrappers:
         if id(outer) in inner:
             continue
@@ -46,11 +46,11 @@ def install(model: torch.nn.Module) -> int:
             continue
         setattr(outer, ATTRIBUTE, stack)
         outer.forward = types.MethodType(_forward, outer)
-        patched += 1
-    if patched:
+        ranks.append(next(iter(outer.r.values())))
+    if ranks:
         log.info("peft: LoRA on %d expert layers runs as grouped rank-%s products (no full-size weight update)",
-                 patched, next(iter(stack[0].r.values())))
-    return patched
+                 len(ranks), "/".join(str(r) for r in sorted(set(ranks))))
+    return len(ranks)
 
 
 def _supported(experts: torch.nn.Module, stack: list) -> bool:
