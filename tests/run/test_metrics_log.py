@@ -40,6 +40,24 @@ def test_no_speed_figure_when_the_trainer_counts_no_tokens():
     assert "tokens_per_second" not in logged(0)
 
 
+def test_a_window_without_counted_tokens_keeps_running():
+    """GRPO counts a generate call's tokens at the first of the steps that train on them: the next figure
+    spans the steps in between instead of dropping their time."""
+    run_dir = FakeRunDir()
+    callback = MetricsLog(run_dir)
+    state = SimpleNamespace(num_input_tokens_seen=0, global_step=0, epoch=0.0, max_steps=8)
+    callback.on_train_begin(None, state, None)
+    for step, tokens in [(1, 1000), (2, 1000), (3, 1000), (4, 1000), (5, 2000)]:
+        time.sleep(0.02)
+        state.num_input_tokens_seen, state.global_step = tokens, step
+        callback.on_log(None, state, None, logs={"loss": 1.0})
+    rates = {r["step"]: r.get("tokens_per_second") for r in run_dir.records}
+    assert rates[2] is None and rates[3] is None and rates[4] is None
+    # 1000 tokens over the four sleeps since step 1 (a dropped window would give 1000 over one sleep)
+    assert rates[5] < 1000 / (3 * 0.02)
+    assert callback.averages()["tokens_per_second"] < 2000 / (4 * 0.02)
+
+
 @pytest.mark.slow  # an end-to-end training run
 def test_a_run_shorter_than_logging_steps_still_logs_its_last_step(workdir):
     import json

@@ -80,8 +80,11 @@ class MetricsLog(TrainerCallback):
         if not is_eval:
             now = time.monotonic()
             tokens = state.num_input_tokens_seen
-            # trainers that count no input tokens (CPO, ORPO) get no speed figure rather than a false 0
-            if self._last_time is not None and now > self._last_time and tokens > self._last_tokens:
+            # trainers that count no input tokens (CPO, ORPO) get no speed figure rather than a false 0; a window
+            # without new tokens keeps running (GRPO/RLOO count a generate call's tokens once, at the first of the
+            # rollout_steps steps they train, so a figure spans one generate call and rollout_steps optimizer steps)
+            counted = tokens > self._last_tokens
+            if self._last_time is not None and now > self._last_time and counted:
                 rate = (tokens - self._last_tokens) / (now - self._last_time)
                 record["tokens_per_second"] = round(rate, 1)
                 self._timed_tokens += tokens - self._last_tokens
@@ -91,7 +94,8 @@ class MetricsLog(TrainerCallback):
             if self.gpu is not None:
                 record["peak_memory_gib"] = round(peak_memory_gib(), 2)
                 self._peak_memory = max(self._peak_memory or 0.0, record["peak_memory_gib"])
-            self._last_time, self._last_tokens = now, tokens
+            if counted or self._last_time is None:
+                self._last_time, self._last_tokens = now, tokens
             window = range(self._last_step + 1, state.global_step + 1)
             bad = [step for step in self.nonfinite_steps if step in window]
             if bad:
