@@ -223,3 +223,28 @@ def test_padding_free_sft_logs_what_trl_logs_without_reading_back_each_micro_bat
     for key in ("entropy", "mean_token_accuracy", "num_tokens"):
         assert logs[key] == pytest.approx(trl_logs[key], abs=1e-6), key
     assert trl_logs["entropy"] > 0 and trl_logs["num_tokens"] == trl_tokens
+
+
+@pytest.mark.parametrize("method", ["cpo", "orpo"])
+def test_padding_free_cpo_and_orpo_keep_liger_off_the_lm_head(tmp_path, monkeypatch, method):
+    """On a GPU Liger is on, and its fused linear cross-entropy would replace the forward these trainers score
+    through when training starts (measured: 'LigerCausalLMOutputWithPast' has no attribute 'log_probs'): only
+    Liger's other kernels may apply."""
+    import transformers.trainer
+    from trl.experimental.cpo import CPOConfig
+    from trl.experimental.orpo import ORPOConfig
+
+    from posttrain.methods.padding_free_logits import PaddingFreeCPOTrainer, PaddingFreeORPOTrainer
+
+    applied = []
+    monkeypatch.setattr(transformers.trainer, "apply_liger_kernel", lambda model, config: applied.append(config))
+    trainer_class, config_class = {"cpo": (PaddingFreeCPOTrainer, CPOConfig),
+                                   "orpo": (PaddingFreeORPOTrainer, ORPOConfig)}[method]
+    args = config_class(output_dir=str(tmp_path), per_device_train_batch_size=2, use_cpu=True, report_to=[],
+                        max_length=64, remove_unused_columns=False, max_steps=1, use_liger_kernel=True,
+                        liger_kernel_config={"rms_norm": True})
+    rows = [{"prompt": "1+1=", "chosen": " two", "rejected": " 3"}] * 2
+    trainer = trainer_class(model=tiny_model(), args=args, train_dataset=Dataset.from_list(rows),
+                            processing_class=byte_level_tokenizer(256))
+    trainer.train()
+    assert applied == [{"rms_norm": True, "fused_linear_cross_entropy": False}]

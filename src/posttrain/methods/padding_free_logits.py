@@ -29,6 +29,11 @@ class ScoresThroughFusedHead:
     nll_over_prompt = False
 
     def __init__(self, *args, **kwargs):
+        config = kwargs.get("args")
+        if config is not None and config.use_liger_kernel:
+            # Liger's fused linear cross-entropy replaces the model's forward when training starts, and with it
+            # the fused LM head these losses read: keep Liger's other kernels, as TRL's DPOTrainer does
+            config.liger_kernel_config = {**(config.liger_kernel_config or {}), "fused_linear_cross_entropy": False}
         super().__init__(*args, **kwargs)
         add_fused_lm_head(_inner(self.model), outputs=("log_probs", "mean_logits"))
         pack_forwards(self)  # wraps the fused forward just added
