@@ -71,6 +71,9 @@ def _row(method: str):
 # the same per token for 32 sequences as for 8, so one call for 4 steps' completions is far cheaper; each
 # step after the first trains slightly off-policy, which TRL's clipped importance ratio corrects.
 ROLLOUT_STEPS = 4
+# grpo/rloo on a GPU (hardware.compile_generation=auto): decode with a static KV cache under torch.compile, the
+# prompts left-padded to a multiple of this many tokens so a run compiles a few cache shapes, not one per batch
+GENERATION_PAD = 64
 
 # Share of the GPU's free memory a micro-batch's activations may take, once the weights, gradients and
 # optimizer state are counted (the rest is headroom for the allocator, kernels' workspaces, the reference).
@@ -106,6 +109,9 @@ class Hardware:
     # optimizer steps trained on the completions of one generate call (TRL's steps_per_generation); None =
     # TRL's default (one step's worth per call)
     rollout_steps: int | None = None
+    # grpo/rloo decode with a static KV cache, compiled (TRL's cache_implementation=static; transformers'
+    # generate compiles the decoding step, which TRL's generation config disables)
+    compile_generation: bool = False
     # processes that collate batches beside the training process (0: it collates them itself)
     dataloader_workers: int = 0
     # training processes of the job and how they share the work: None (one process), ddp or fsdp (FSDP2)
@@ -159,6 +165,8 @@ class Hardware:
             fields["precompute_ref_log_probs"] = True
         if self.rollout_steps and _row(method).batched_rollouts:
             fields["steps_per_generation"] = self.rollout_steps
+        if self.compile_generation and _row(method).batched_rollouts:
+            fields.update(cache_implementation="static", pad_to_multiple_of=GENERATION_PAD)
         return fields
 
     def record(self) -> dict:
@@ -168,7 +176,7 @@ class Hardware:
     def summary(self) -> str:
         parts = [f"{self.device} ({self.precision})"]
         for knob in ("attention", "liger", "packing", "compile", "fused_optimizer", "micro_batch",
-                     "precompute_reference", "rollout_steps", "dataloader_workers"):
+                     "precompute_reference", "rollout_steps", "compile_generation", "dataloader_workers"):
             value = getattr(self, knob)
             if knob == "micro_batch" and value is not None:
                 value = f"{value}x{self.accumulation}"
@@ -279,6 +287,13 @@ def resolve_hardware(
     rollout_steps = count("rollout_steps", ROLLOUT_STEPS, None,
                           "one generate call samples several steps' completions (3.5x samples/s measured)",
                           "TRL's default on CPU") if _row(method).batched_rollouts else None
+    batched = _row(method).batched_rollouts
+    compile_generation = choose("compile_generation", gpu and batched,
+                                "static KV cache, compiled decoding (GRPO 1.5-2.1x tokens/s measured)",
+                                "not on a GPU" if not gpu and batched else f"{method} does not sample through TRL's generate")
+    if compile_generation and not batched:
+        raise PosttrainError(f"hardware.compile_generation=true needs a method that samples while training (grpo, rloo), "
+                             f"not {method}", "set hardware.compile_generation=auto")
     workers = count("dataloader_workers", 0 if online(method) else DATALOADER_WORKERS, 0,
                     f"{method} samples most of its time; the training process collates" if online(method)
                     else "batches collate beside training (SFT +4.5% tokens/s measured)",
@@ -340,6 +355,7 @@ def resolve_hardware(
         device=device, precision=precision, attention=attention, liger=liger, packing=packing,
         compile=compile_, fused_optimizer=fused, micro_batch=micro_batch, accumulation=accum,
         micro_batch_tokens=micro_tokens, precompute_reference=precompute, rollout_steps=rollout_steps,
+        compile_generation=compile_generation,
         dataloader_workers=workers, processes=processes, strategy=strategy, reasons=reasons,
     )
 

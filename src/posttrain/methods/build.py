@@ -35,8 +35,14 @@ def build_trainer(method: Method, inputs: TrainerInputs):
         needs["ref_model"] = inputs.reference_copy(args)
     if method.builds_reference:
         with inputs.reference_on_disk(args):
-            return trainer_class(**inputs.trainer_kwargs(args), **needs)
-    return trainer_class(**inputs.trainer_kwargs(args), **needs)
+            trainer = trainer_class(**inputs.trainer_kwargs(args), **needs)
+    else:
+        trainer = trainer_class(**inputs.trainer_kwargs(args), **needs)
+    if inputs.hardware.compile_generation:
+        # TRL builds its generation config with compilation off; the static cache (cache_implementation in the
+        # config) is what transformers' generate compiles the decoding step for
+        trainer.generation_config.disable_compile = False
+    return trainer
 
 
 def build_rewards(entries) -> tuple[list, list, list[float]]:
