@@ -248,3 +248,29 @@ def test_padding_free_cpo_and_orpo_keep_liger_off_the_lm_head(tmp_path, monkeypa
                             processing_class=byte_level_tokenizer(256))
     trainer.train()
     assert applied == [{"rms_norm": True, "fused_linear_cross_entropy": False}]
+
+
+@pytest.mark.parametrize("method", ["cpo", "orpo"])
+def test_padding_free_cpo_and_orpo_count_their_real_tokens(tmp_path, method):
+    """Their batches hold no input_ids, so transformers counts no tokens (no tokens/s, no MFU): posttrain's
+    trainers count every real token of chosen and rejected, read back at each log."""
+    from trl.experimental.cpo import CPOConfig
+    from trl.experimental.orpo import ORPOConfig
+
+    from posttrain.methods.padding_free_logits import PaddingFreeCPOTrainer, PaddingFreeORPOTrainer
+
+    trainer_class, config_class = {"cpo": (PaddingFreeCPOTrainer, CPOConfig),
+                                   "orpo": (PaddingFreeORPOTrainer, ORPOConfig)}[method]
+    args = config_class(output_dir=str(tmp_path), per_device_train_batch_size=2, use_cpu=True, report_to=[],
+                        max_length=64, remove_unused_columns=False, max_steps=2, logging_steps=1,
+                        include_num_input_tokens_seen="non_padding", save_strategy="no")
+    rows = [{"prompt": "1+1=", "chosen": " two", "rejected": " 3"}, {"prompt": "2+2=", "chosen": " 4", "rejected": " five!"},
+            {"prompt": "3+3=", "chosen": " six", "rejected": " 7"}, {"prompt": "4+4=", "chosen": " 8", "rejected": " nine"}]
+    trainer = trainer_class(model=tiny_model(), args=args, train_dataset=Dataset.from_list(rows),
+                            processing_class=byte_level_tokenizer(256))
+    trainer.train()
+    data = trainer.train_dataset
+    expected = sum(len(ids) for ids in data["chosen_input_ids"]) + sum(len(ids) for ids in data["rejected_input_ids"])
+    assert trainer.state.num_input_tokens_seen == expected
+    logged = [entry["num_input_tokens_seen"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logged) == 2 and 0 < logged[0] < logged[1] == expected

@@ -8,6 +8,8 @@ the whole logits) on packed rows (posttrain.methods.padding_free's forward), and
 from those: the completion's log-probabilities summed or averaged, and the NLL term over the chosen rows (CPO:
 their completions; ORPO: prompt and completion, as TRL's ORPO does). The logits/chosen and logits/rejected
 metrics become the mean logit over the scored tokens (TRL averages over every position, pads included).
+Their batches hold chosen_/rejected_ ids and no input_ids, so transformers' Trainer counts no tokens; here the
+real tokens are summed on the GPU and read when the trainer logs, so the runs log tokens/s and MFU.
 tests/methods/test_padding_free.py checks the losses and gradients against the padded trainers. A separate
 module from padding_free because importing trl.experimental is slow and warns.
 """
@@ -66,14 +68,41 @@ class ScoresThroughFusedHead:
         return (*result, outputs.aux_loss) if self.aux_loss_enabled else result
 
 
-class PaddingFreeCPOTrainer(ScoresThroughFusedHead, CountsParametersOnce, CPOTrainer):
+class CountsPairTokensAtLog:
+    """num_input_tokens_seen for [chosen; rejected] batches: each micro-batch's real tokens (prompt and
+    completion, chosen and rejected) are summed on the GPU and added when the trainer logs or saves, one read
+    per log rather than a host sync per micro-batch."""
+
+    _pending_tokens: torch.Tensor | None = None
+
+    def _track_num_input_tokens(self, inputs):  # transformers' Trainer counts num_input_tokens_seen here
+        if self.args.include_num_input_tokens_seen == "no" or "chosen_attention_mask" not in inputs:
+            return super()._track_num_input_tokens(inputs)
+        tokens = inputs["chosen_attention_mask"].sum() + inputs["rejected_attention_mask"].sum()
+        self._pending_tokens = tokens if self._pending_tokens is None else self._pending_tokens + tokens
+
+    def _count_pending_tokens(self) -> None:
+        if self._pending_tokens is not None:
+            pending, self._pending_tokens = self._pending_tokens.to(torch.int64), None
+            self.state.num_input_tokens_seen += int(self.accelerator.gather(pending).sum())
+
+    def log(self, *args, **kwargs):
+        self._count_pending_tokens()
+        return super().log(*args, **kwargs)
+
+    def _save_checkpoint(self, *args, **kwargs):
+        self._count_pending_tokens()
+        return super()._save_checkpoint(*args, **kwargs)
+
+
+class PaddingFreeCPOTrainer(ScoresThroughFusedHead, CountsPairTokensAtLog, CountsParametersOnce, CPOTrainer):
     """TRL's CPOTrainer (cpo, simpo) scoring packed rows through the fused LM head."""
 
     def average_log_prob(self) -> bool:
         return self.loss_type in ("ipo", "simpo")  # as TRL's CPO
 
 
-class PaddingFreeORPOTrainer(ScoresThroughFusedHead, CountsParametersOnce, ORPOTrainer):
+class PaddingFreeORPOTrainer(ScoresThroughFusedHead, CountsPairTokensAtLog, CountsParametersOnce, ORPOTrainer):
     """TRL's ORPOTrainer scoring packed rows through the fused LM head."""
 
     nll_over_prompt = True
