@@ -167,7 +167,7 @@ def test_online_rl_on_a_gpu_samples_several_steps_at_once_without_liger(fake_h20
     assert resolve(composed("hardware=cpu", "method=grpo"), "grpo").rollout_steps is None
     assert not resolve(composed("hardware=cpu", "method=grpo"), "grpo").compile_generation
     assert not online_dpo.compile_generation and not resolve(composed("hardware=gpu")).compile_generation
-    with pytest.raises(PosttrainError, match="compile_generation=true needs a method that samples"):
+    with pytest.raises(PosttrainError, match="compile_generation=true applies to grpo and rloo only, not sft"):
         resolve(composed("hardware=gpu", "hardware.compile_generation=true"))
 
 

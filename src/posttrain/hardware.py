@@ -290,10 +290,10 @@ def resolve_hardware(
     batched = _row(method).batched_rollouts
     compile_generation = choose("compile_generation", gpu and batched,
                                 "static KV cache, compiled decoding (GRPO 1.5-2.1x tokens/s measured)",
-                                "not on a GPU" if not gpu and batched else f"{method} does not sample through TRL's generate")
+                                "not on a GPU" if not gpu and batched else "grpo and rloo only")
     if compile_generation and not batched:
-        raise PosttrainError(f"hardware.compile_generation=true needs a method that samples while training (grpo, rloo), "
-                             f"not {method}", "set hardware.compile_generation=auto")
+        raise PosttrainError(f"hardware.compile_generation=true applies to grpo and rloo only, not {method}",
+                             "set hardware.compile_generation=auto")
     workers = count("dataloader_workers", 0 if online(method) else DATALOADER_WORKERS, 0,
                     f"{method} samples most of its time; the training process collates" if online(method)
                     else "batches collate beside training (SFT +4.5% tokens/s measured)",
