@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from datasets import Dataset
 from hydra import compose, initialize_config_dir
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -20,28 +21,29 @@ CONF = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 
-def grpo_trainer(tmp_path, *overrides: str):
+def online_trainer(tmp_path, method: str, *overrides: str):
     with initialize_config_dir(config_dir=CONF, version_base=None):
-        cfg = compose("train", overrides=["method=grpo", "hardware=cpu", *overrides])
-    hardware = resolve_hardware(cfg.hardware, method="grpo", model_cfg=cfg.model, batch_size=8, accumulation=1)
+        cfg = compose("train", overrides=[f"method={method}", "hardware=cpu", *overrides])
+    hardware = resolve_hardware(cfg.hardware, method=method, model_cfg=cfg.model, batch_size=8, accumulation=1)
     model = LlamaForCausalLM(LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                          num_attention_heads=2, num_key_value_heads=1))
     inputs = TrainerInputs(
-        method=get_method("grpo"), method_cfg=cfg.method, training=cfg.training, model=model,
+        method=get_method(method), method_cfg=cfg.method, training=cfg.training, model=model,
         knobs=Knobs(learning_rate=1e-4, batch_size=8, num_epochs=1, max_steps=1, seed=0, max_length=64, run_name="r"),
         tokenizer=byte_level_tokenizer(256), peft_config=None, callbacks=[], run_dir=RunDir(tmp_path / "run"),
         data=PreparedData(train=Dataset.from_list([{"prompt": f"{i} + 1 ="} for i in range(8)]), eval=None),
         hardware=hardware, report_to=[])
-    return build_trainer(get_method("grpo"), inputs)
+    return build_trainer(get_method(method), inputs)
 
 
-def test_compiled_generation_reaches_trls_generate(tmp_path):
+@pytest.mark.parametrize("method", ["grpo", "rloo"])
+def test_compiled_generation_reaches_trls_generate(tmp_path, method):
     """hardware.compile_generation (auto on a GPU): TRL's generate decodes with a static cache and compiles the
     step (TRL's own generation config turns compilation off), with prompts padded to a few shapes."""
-    trainer = grpo_trainer(tmp_path, "hardware.compile_generation=true")
+    trainer = online_trainer(tmp_path, method, "hardware.compile_generation=true")
     config = trainer.generation_config
     assert config.cache_implementation == "static" and not config.disable_compile
     assert trainer.pad_to_multiple_of == GENERATION_PAD
 
-    plain = grpo_trainer(tmp_path / "plain").generation_config  # the CPU default: TRL's own generation
+    plain = online_trainer(tmp_path / "plain", method).generation_config  # the CPU default: TRL's own generation
     assert plain.cache_implementation is None and plain.disable_compile
