@@ -169,6 +169,13 @@ def test_online_rl_on_a_gpu_samples_several_steps_at_once_without_liger(fake_h20
     assert not online_dpo.compile_generation and not resolve(composed("hardware=gpu")).compile_generation
     with pytest.raises(PosttrainError, match="compile_generation=true applies to grpo and rloo only, not sft"):
         resolve(composed("hardware=gpu", "hardware.compile_generation=true"))
+    # another sampling engine (vLLM, transformers' paged or continuous batching) has no generate to compile
+    vllm = composed("hardware=gpu", "method=grpo", "+method.args.use_vllm=true")
+    chosen = resolve_hardware(vllm.hardware, "grpo", vllm.model, 8, 1, method_args=vllm.method.args)
+    assert not chosen.compile_generation and chosen.reasons["compile_generation"] == "method.args.use_vllm samples"
+    explicit = composed("hardware=gpu", "method=grpo", "+method.args.use_vllm=true", "hardware.compile_generation=true")
+    with pytest.raises(PosttrainError, match="compiles transformers' generate, which method.args.use_vllm replaces"):
+        resolve_hardware(explicit.hardware, "grpo", explicit.model, 8, 1, method_args=explicit.method.args)
 
 
 def test_overrides_win(fake_h200):

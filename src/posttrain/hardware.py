@@ -74,6 +74,9 @@ ROLLOUT_STEPS = 4
 # grpo/rloo on a GPU (hardware.compile_generation=auto): decode with a static KV cache under torch.compile, the
 # prompts left-padded to a multiple of this many tokens so a run compiles a few cache shapes, not one per batch
 GENERATION_PAD = 64
+# method.args switches with which TRL samples through an engine other than transformers' generate, which
+# compile_generation does not apply to
+OTHER_SAMPLERS = ("use_vllm", "use_transformers_paged", "use_transformers_continuous_batching")
 
 # Share of the GPU's free memory a micro-batch's activations may take, once the weights, gradients and
 # optimizer state are counted (the rest is headroom for the allocator, kernels' workspaces, the reference).
@@ -237,9 +240,11 @@ def resolve_hardware(
     accumulation: int | None = None,
     lora: bool = False,
     checkpointing: bool = False,
+    method_args: DictConfig | dict | None = None,
 ) -> Hardware:
     """Resolve conf/hardware/ for one run: `cfg` is the hardware group; method, model group, batch size,
-    accumulation steps, LoRA and activation checkpointing are what the throughput choices depend on."""
+    accumulation steps, LoRA, activation checkpointing and the method's TRL args (its sampling engine) are
+    what the throughput choices depend on."""
     device = training_device(cfg)
     precision = cfg.precision
     if precision == "auto":
@@ -288,12 +293,17 @@ def resolve_hardware(
                           "one generate call samples several steps' completions (3.5x samples/s measured)",
                           "TRL's default on CPU") if _row(method).batched_rollouts else None
     batched = _row(method).batched_rollouts
-    compile_generation = choose("compile_generation", gpu and batched,
+    sampler = next((key for key in OTHER_SAMPLERS if (method_args or {}).get(key)), None)
+    compile_generation = choose("compile_generation", gpu and batched and not sampler,
                                 "static KV cache, compiled decoding (GRPO 1.5-2.1x tokens/s measured)",
-                                "not on a GPU" if not gpu and batched else "grpo and rloo only")
+                                "grpo and rloo only" if not batched else f"method.args.{sampler} samples" if sampler
+                                else "not on a GPU")
     if compile_generation and not batched:
         raise PosttrainError(f"hardware.compile_generation=true applies to grpo and rloo only, not {method}",
                              "set hardware.compile_generation=auto")
+    if compile_generation and sampler:
+        raise PosttrainError(f"hardware.compile_generation=true compiles transformers' generate, which "
+                             f"method.args.{sampler} replaces", "set hardware.compile_generation=auto")
     workers = count("dataloader_workers", 0 if online(method) else DATALOADER_WORKERS, 0,
                     f"{method} samples most of its time; the training process collates" if online(method)
                     else "batches collate beside training (SFT +4.5% tokens/s measured)",

@@ -288,7 +288,8 @@ def make_plan(cfg: DictConfig, hardware=None, with_data: bool = True,
     if hardware is None:
         hardware = resolve_hardware(cfg.hardware, method.name, cfg.model, int(cfg.batch_size),
                                     int(cfg.training.gradient_accumulation_steps), lora,
-                                    checkpointing=bool(cfg.training.gradient_checkpointing))
+                                    checkpointing=bool(cfg.training.gradient_checkpointing),
+                                    method_args=cfg.method.get("args"))
     micro_batch = hardware.micro_batch or int(cfg.batch_size)
     accumulation = hardware.accumulation or int(cfg.training.gradient_accumulation_steps)
     sequences = sequences_per_row(method.name)

@@ -161,6 +161,7 @@ def _train_run(cfg: DictConfig, run_dir: RunDir) -> dict:
         accumulation=int(cfg.training.gradient_accumulation_steps),
         lora=adapters.active,
         checkpointing=bool(cfg.training.gradient_checkpointing),
+        method_args=cfg.method.get("args"),
     )
     log.info(hardware.summary())
     if is_main_process():
