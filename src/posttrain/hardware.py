@@ -289,10 +289,10 @@ def resolve_hardware(
         reasons[knob] = why_gpu if gpu else why_cpu
         return on_gpu if gpu else on_cpu
 
+    batched = _row(method).batched_rollouts
     rollout_steps = count("rollout_steps", ROLLOUT_STEPS, None,
                           "one generate call samples several steps' completions (3.5x samples/s measured)",
-                          "TRL's default on CPU") if _row(method).batched_rollouts else None
-    batched = _row(method).batched_rollouts
+                          "TRL's default on CPU") if batched else None
     sampler = next((key for key in OTHER_SAMPLERS if (method_args or {}).get(key)), None)
     compile_generation = choose("compile_generation", gpu and batched and not sampler,
                                 "static KV cache, compiled decoding (GRPO 1.5-2.1x tokens/s measured)",

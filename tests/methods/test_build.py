@@ -20,7 +20,6 @@ from posttrain.rundir import RunDir
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
 
 
-
 def online_trainer(tmp_path, method: str, *overrides: str):
     with initialize_config_dir(config_dir=CONF, version_base=None):
         cfg = compose("train", overrides=[f"method={method}", "hardware=cpu", *overrides])

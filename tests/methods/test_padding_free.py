@@ -225,28 +225,34 @@ def test_padding_free_sft_logs_what_trl_logs_without_reading_back_each_micro_bat
     assert trl_logs["entropy"] > 0 and trl_logs["num_tokens"] == trl_tokens
 
 
+
+def fused_head_trainer(method: str, tmp_path, rows: list[dict], **config):
+    """posttrain's padding-free CPO or ORPO trainer on the tiny model, CPU, TRL's config fields in `config`."""
+    from trl.experimental.cpo import CPOConfig
+    from trl.experimental.orpo import ORPOConfig
+
+    from posttrain.methods.padding_free_logits import PaddingFreeCPOTrainer, PaddingFreeORPOTrainer
+
+    trainer_class, config_class = {"cpo": (PaddingFreeCPOTrainer, CPOConfig),
+                                   "orpo": (PaddingFreeORPOTrainer, ORPOConfig)}[method]
+    args = config_class(output_dir=str(tmp_path), per_device_train_batch_size=2, use_cpu=True, report_to=[],
+                        max_length=64, remove_unused_columns=False, save_strategy="no", **config)
+    return trainer_class(model=tiny_model(), args=args, train_dataset=Dataset.from_list(rows),
+                         processing_class=byte_level_tokenizer(256))
+
+
 @pytest.mark.parametrize("method", ["cpo", "orpo"])
 def test_padding_free_cpo_and_orpo_keep_liger_off_the_lm_head(tmp_path, monkeypatch, method):
     """On a GPU Liger is on, and its fused linear cross-entropy would replace the forward these trainers score
     through when training starts (measured: 'LigerCausalLMOutputWithPast' has no attribute 'log_probs'): only
     Liger's other kernels may apply."""
     import transformers.trainer
-    from trl.experimental.cpo import CPOConfig
-    from trl.experimental.orpo import ORPOConfig
-
-    from posttrain.methods.padding_free_logits import PaddingFreeCPOTrainer, PaddingFreeORPOTrainer
 
     applied = []
     monkeypatch.setattr(transformers.trainer, "apply_liger_kernel", lambda model, config: applied.append(config))
-    trainer_class, config_class = {"cpo": (PaddingFreeCPOTrainer, CPOConfig),
-                                   "orpo": (PaddingFreeORPOTrainer, ORPOConfig)}[method]
-    args = config_class(output_dir=str(tmp_path), per_device_train_batch_size=2, use_cpu=True, report_to=[],
-                        max_length=64, remove_unused_columns=False, max_steps=1, use_liger_kernel=True,
-                        liger_kernel_config={"rms_norm": True})
     rows = [{"prompt": "1+1=", "chosen": " two", "rejected": " 3"}] * 2
-    trainer = trainer_class(model=tiny_model(), args=args, train_dataset=Dataset.from_list(rows),
-                            processing_class=byte_level_tokenizer(256))
-    trainer.train()
+    fused_head_trainer(method, tmp_path, rows, max_steps=1, use_liger_kernel=True,
+                       liger_kernel_config={"rms_norm": True}).train()
     assert applied == [{"rms_norm": True, "fused_linear_cross_entropy": False}]
 
 
@@ -254,20 +260,10 @@ def test_padding_free_cpo_and_orpo_keep_liger_off_the_lm_head(tmp_path, monkeypa
 def test_padding_free_cpo_and_orpo_count_their_real_tokens(tmp_path, method):
     """Their batches hold no input_ids, so transformers counts no tokens (no tokens/s, no MFU): posttrain's
     trainers count every real token of chosen and rejected, read back at each log."""
-    from trl.experimental.cpo import CPOConfig
-    from trl.experimental.orpo import ORPOConfig
-
-    from posttrain.methods.padding_free_logits import PaddingFreeCPOTrainer, PaddingFreeORPOTrainer
-
-    trainer_class, config_class = {"cpo": (PaddingFreeCPOTrainer, CPOConfig),
-                                   "orpo": (PaddingFreeORPOTrainer, ORPOConfig)}[method]
-    args = config_class(output_dir=str(tmp_path), per_device_train_batch_size=2, use_cpu=True, report_to=[],
-                        max_length=64, remove_unused_columns=False, max_steps=2, logging_steps=1,
-                        include_num_input_tokens_seen="non_padding", save_strategy="no")
     rows = [{"prompt": "1+1=", "chosen": " two", "rejected": " 3"}, {"prompt": "2+2=", "chosen": " 4", "rejected": " five!"},
             {"prompt": "3+3=", "chosen": " six", "rejected": " 7"}, {"prompt": "4+4=", "chosen": " 8", "rejected": " nine"}]
-    trainer = trainer_class(model=tiny_model(), args=args, train_dataset=Dataset.from_list(rows),
-                            processing_class=byte_level_tokenizer(256))
+    trainer = fused_head_trainer(method, tmp_path, rows, max_steps=2, logging_steps=1,
+                                 include_num_input_tokens_seen="non_padding")
     trainer.train()
     data = trainer.train_dataset
     expected = sum(len(ids) for ids in data["chosen_input_ids"]) + sum(len(ids) for ids in data["rejected_input_ids"])

@@ -80,9 +80,9 @@ class MetricsLog(TrainerCallback):
         if not is_eval:
             now = time.monotonic()
             tokens = state.num_input_tokens_seen
-            # trainers that count no input tokens (TRL's padded CPO and ORPO) get no speed figure rather than a false
-            # 0; a window without new tokens keeps running (GRPO/RLOO count a generate call's tokens once, at the first of the
-            # rollout_steps steps they train, so a figure spans one generate call and rollout_steps optimizer steps)
+            # trainers that count no input tokens (TRL's padded CPO and ORPO) get no speed figure rather than a
+            # false 0; a window without new tokens keeps running: GRPO/RLOO count a generate call's tokens once, at
+            # the first of the rollout_steps steps they train, so a figure spans the call and all those steps
             counted = tokens > self._last_tokens
             if self._last_time is not None and now > self._last_time and counted:
                 rate = (tokens - self._last_tokens) / (now - self._last_time)
