@@ -100,6 +100,21 @@ def test_generation_with_a_cache_and_left_padding_matches_sdpa(models):
     assert torch.allclose(scores[0][keep], scores[1][keep], atol=1e-4)
 
 
+@pytest.mark.parametrize("prompts", [["X to play\n1|2|3", "O to"], ["X to", "O to"]], ids=["left_padded", "no_padding"])
+def test_generation_with_a_static_cache_matches_sdpa(models, prompts):
+    """A static cache (hardware.compile_generation's) holds more slots than tokens seen: the empty ones are
+    masked whether the batch has padding (a 2-D mask shorter than the cache) or none (no mask at all)."""
+    sdpa, varlen, tokenizer = models
+    tokenizer.padding_side = "left"
+    batch = tokenizer(prompts, return_tensors="pt", padding=True)
+    outputs = [m.generate(**batch, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                          cache_implementation=cache, output_logits=True, return_dict_in_generate=True)
+               for m, cache in ((varlen, "static"), (sdpa, "dynamic"))]
+    assert torch.equal(outputs[0].sequences, outputs[1].sequences)
+    for ours, theirs in zip(outputs[0].logits, outputs[1].logits):
+        assert torch.allclose(ours, theirs, atol=1e-4)
+
+
 def test_a_model_trained_with_varlen_saves_and_loads_in_a_fresh_registry(models, tmp_path):
     _, varlen, tokenizer = models
     varlen.save_pretrained(tmp_path)

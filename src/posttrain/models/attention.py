@@ -123,7 +123,8 @@ def _per_example(q, k, v, cu_seq_lens, scale: float | None, causal: bool):
 
 def _masked_sdpa(module, query, key, value, attention_mask, dropout, scaling, causal, softcap, kwargs):
     """A padded batch or a cached decode step: SDPA with a boolean mask built from flash attention's 2-D
-    padding mask (causal, aligned to the last key as a cache requires)."""
+    padding mask (causal, aligned to the last token seen as a cache requires; a static cache's empty slots
+    masked)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if softcap:
@@ -131,9 +132,16 @@ def _masked_sdpa(module, query, key, value, attention_mask, dropout, scaling, ca
     q_len, kv_len = query.shape[2], key.shape[2]
     mask = attention_mask
     if mask is not None and mask.dim() == 2:
-        mask = mask[:, None, None, -kv_len:].bool()
+        seen = min(mask.shape[1], kv_len)  # a static cache holds kv_len slots, the first `seen` of them filled
+        mask = mask[:, None, None, -seen:].bool()
         if causal and q_len > 1:
-            mask = mask & _bottom_right_causal(q_len, kv_len, query.device)
+            mask = mask & _bottom_right_causal(q_len, seen, query.device)
+        if seen < kv_len:
+            mask = torch.cat([mask, mask.new_zeros(*mask.shape[:3], kv_len - seen)], dim=-1)
+    elif mask is None and causal and q_len != kv_len and kwargs.get("position_ids") is not None:
+        # no padding, so a token's position is its cache slot; a static cache's slots past it are empty
+        slots = torch.arange(kv_len, device=query.device)
+        mask = slots <= kwargs["position_ids"].reshape(-1, 1, q_len, 1).to(query.device)
     elif mask is None and causal and 1 < q_len != kv_len:
         mask = _bottom_right_causal(q_len, kv_len, query.device)[None, None].expand(query.shape[0], 1, q_len, kv_len)
     kwargs = {k: v for k, v in kwargs.items() if not k.startswith(("cu_seq_lens", "max_length"))}
