@@ -43,6 +43,9 @@ def test_compiled_generation_reaches_trls_generate(tmp_path, method):
     config = trainer.generation_config
     assert config.cache_implementation == "static" and not config.disable_compile
     assert trainer.pad_to_multiple_of == GENERATION_PAD
+    # its decode steps attend on the cache's key/value heads without repeating them (models/decode_attention.py)
+    assert trainer.model.config._attn_implementation == "sdpa_grouped_decode"
 
-    plain = online_trainer(tmp_path / "plain", method).generation_config  # the CPU default: TRL's own generation
-    assert plain.cache_implementation is None and plain.disable_compile
+    plain = online_trainer(tmp_path / "plain", method)  # the CPU default: TRL's own generation
+    assert plain.generation_config.cache_implementation is None and plain.generation_config.disable_compile
+    assert plain.model.config._attn_implementation == "sdpa"

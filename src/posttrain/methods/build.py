@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from posttrain.errors import PosttrainError
 from posttrain.methods.common import TrainerInputs
+from posttrain.models import decode_attention
 from posttrain.models.loading import load_trained
 from posttrain.registry import Method, get_reward
 
@@ -42,6 +43,8 @@ def build_trainer(method: Method, inputs: TrainerInputs):
         # TRL builds its generation config with compilation off; the static cache (cache_implementation in the
         # config) is what transformers' generate compiles the decoding step for
         trainer.generation_config.disable_compile = False
+        # compiled, transformers' SDPA repeats the cache's key/value heads at every decode step
+        decode_attention.use_grouped_decode_attention(trainer.model)
     return trainer
 
 
