@@ -15,9 +15,12 @@ from posttrain.speed import (
     GpuSpeed,
     flops_per_token,
     gpu_peak_flops,
+    forward_passes,
     mfu_percent,
     multiplied_parameters,
+    sampling_forward_passes,
     trainable_parameters,
+    training_passes,
     uses_reference_forward,
 )
 
@@ -41,7 +44,32 @@ def test_lora_skips_the_base_weight_gradients():
 
 def test_a_reference_forward_adds_a_forward_pass():
     full = flops_per_token(N, LAYERS, HEADS, HEAD_DIM, T)
-    assert flops_per_token(N, LAYERS, HEADS, HEAD_DIM, T, reference_forward=True) == full + 2 * N + ATTENTION_FORWARD
+    assert flops_per_token(N, LAYERS, HEADS, HEAD_DIM, T, forward_passes=1) == full + 2 * N + ATTENTION_FORWARD
+
+
+def test_online_methods_count_sampling_and_the_old_log_probs_as_forward_passes():
+    # GRPO: generation; with 4 optimizer steps per generate call (posttrain's GPU default) TRL also scores the
+    # sampled tokens under the sampling policy; aligned (TRL's default, steps_per_generation = accumulation) not
+    assert sampling_forward_passes("grpo", accumulation=1, steps_per_generation=4) == 2
+    assert sampling_forward_passes("grpo", accumulation=4, steps_per_generation=4) == 1
+    assert sampling_forward_passes("grpo", accumulation=4) == 1
+    assert sampling_forward_passes("grpo", accumulation=4, num_iterations=2) == 2
+    assert sampling_forward_passes("grpo", accumulation=4, importance_sampling=True) == 2
+    assert sampling_forward_passes("rloo", accumulation=4) == 2  # RLOO always scores them
+    assert sampling_forward_passes("dpo", accumulation=1) == 0
+    grpo = SimpleNamespace(gradient_accumulation_steps=1, steps_per_generation=4, num_iterations=1, beta=0.04)
+    assert forward_passes("grpo", grpo) == 3  # and the KL penalty's reference forward
+    assert forward_passes("dpo", SimpleNamespace(precompute_ref_log_probs=False)) == 1
+    assert forward_passes("sft", SimpleNamespace()) == 0
+
+
+def test_online_methods_count_a_token_once_and_train_on_it_num_iterations_times():
+    once = flops_per_token(N, LAYERS, HEADS, HEAD_DIM, T, forward_passes=1)
+    twice = flops_per_token(N, LAYERS, HEADS, HEAD_DIM, T, forward_passes=1, training_passes=2)
+    assert twice - once == 6 * N + 3 * ATTENTION_FORWARD
+    assert training_passes("grpo", SimpleNamespace(num_iterations=2)) == 2
+    assert training_passes("rloo", SimpleNamespace(num_iterations=3)) == 3
+    assert training_passes("dpo", SimpleNamespace(num_iterations=2)) == 1  # not an online method's field
 
 
 def test_which_methods_run_a_reference_forward():
@@ -154,7 +182,7 @@ def test_on_a_known_gpu_every_line_and_the_averages_carry_mfu_and_peak_memory(mo
                      lora=False, peak_flops=989e12)
     callback = MetricsLog(FakeRunDir(), gpu=speed)
     records = log_two_windows(callback)
-    assert speed.token_flops == flops_per_token(N, LAYERS, HEADS, HEAD_DIM, T, reference_forward=True)
+    assert speed.token_flops == flops_per_token(N, LAYERS, HEADS, HEAD_DIM, T, forward_passes=1)
     for record in records:
         assert record["peak_memory_gib"] == 12.5
         assert record["mfu_percent"] == pytest.approx(

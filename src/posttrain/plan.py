@@ -269,7 +269,7 @@ def make_plan(cfg: DictConfig, hardware=None, with_data: bool = True,
     from posttrain import adapters
     from posttrain.hardware import precomputes_reference, resolve_hardware, sequences_per_row
     from posttrain.registry import get_method
-    from posttrain.speed import flops_per_token
+    from posttrain.speed import flops_per_token, sampling_forward_passes
 
     method = get_method(cfg.method.name)
     lora = adapters.uses_lora(cfg.peft, int(cfg.lora_rank))
@@ -317,8 +317,11 @@ def make_plan(cfg: DictConfig, hardware=None, with_data: bool = True,
     if method.samples_while_training:
         plan.notes.append(f"sequences of {sequence} tokens: the longest prompt "
                           f"({prompt_tokens or f'assumed {ASSUMED_PROMPT_TOKENS}'}) and the sampled completion")
+    iterations = int((cfg.method.get("args") or {}).get("num_iterations", 1)) if method.batched_rollouts else 1
+    passes = int(reference) + sampling_forward_passes(method.name, accumulation, hardware.rollout_steps, iterations)
     token_flops = flops_per_token(active, shape["L"], shape["heads"], shape["head_dim"], sequence,
-                                  adapter_parameters=adapter_active if lora else 0, reference_forward=reference)
+                                  adapter_parameters=adapter_active if lora else 0, forward_passes=passes,
+                                  training_passes=iterations)
     if with_data:
         plan.rows, plan.tokens_per_epoch = rows, tokens_per_epoch
     return plan, token_flops

@@ -14,13 +14,22 @@ with tokens_per_second the real (non-pad) tokens the trainer counted on all proc
                                                 that backward), L layers, H query heads of width Q, T tokens
     reference forward     + 2N + 4 * L * H * Q * T   DPO and KTO with a reference model, GRPO/RLOO with a KL
                                                 penalty; none when the reference log-probs are precomputed
+    sampling (GRPO, RLOO) + 2N + 4 * L * H * Q * T   generating the tokens: the prompt's prefill and one
+                                                decode step per completion token, each a forward pass
+    old log-probs         + 2N + 4 * L * H * Q * T   TRL scoring the sampled tokens under the sampling policy:
+                                                RLOO always, GRPO when one generate call feeds more than one
+                                                optimizer step (hardware.rollout_steps > 1)
+
+GRPO and RLOO count a sampled token once, when it is generated, and train on it method.args.num_iterations
+times: the training terms (6N or the LoRA terms, and the attention) are counted that many times.
 
 N counts the weights each token is multiplied by: every parameter, the output head included, except the
 input embedding table when it is not tied to the head (a lookup, no arithmetic), and for a mixture of
-experts only the experts a token is routed to (their adapters likewise). T is model.max_length, the longest sequence: for shorter
-rows the attention term is an upper bound (for Qwen2.5-0.5B at T=1024 it is 9% of 6N). Activation
-recomputation (gradient checkpointing) and the sampling of online methods are not counted: MFU measures
-useful model arithmetic, not what the GPU executed. An unknown GPU, or a CPU, gives no MFU.
+experts only the experts a token is routed to (their adapters likewise). T is model.max_length, the
+longest sequence: for shorter rows the attention term is an upper bound (for Qwen2.5-0.5B at T=1024 it is 9% of 6N). A forward pass the
+method needs is counted whether it trains or not (a reference's, sampling's); activation recomputation
+(gradient checkpointing) is not: MFU measures the model arithmetic the method needs, not what the GPU
+executed. An unknown GPU, or a CPU, gives no MFU.
 """
 
 from __future__ import annotations
@@ -71,18 +80,20 @@ def flops_per_token(
     head_dim: int,
     seq_len: int,
     adapter_parameters: int = 0,
-    reference_forward: bool = False,
+    forward_passes: int = 0,
+    training_passes: int = 1,
 ) -> float:
-    """Model FLOPs of one trained token (the module docstring gives the terms); adapter_parameters > 0
-    means LoRA: the base's `parameters` are frozen and only the adapters get weight gradients."""
+    """Model FLOPs of one counted token (the module docstring gives the terms); adapter_parameters > 0
+    means LoRA: the base's `parameters` are frozen and only the adapters get weight gradients;
+    forward_passes counts the forward passes without a backward over each token (a reference's, sampling's),
+    training_passes the forward and backward passes that train on it."""
     attention_forward = 4 * layers * heads * head_dim * seq_len
     if adapter_parameters:
         weights = 4 * parameters + 6 * adapter_parameters
     else:
         weights = 6 * parameters
-    total = weights + 3 * attention_forward
-    if reference_forward:
-        total += 2 * parameters + attention_forward
+    total = training_passes * (weights + 3 * attention_forward)
+    total += forward_passes * (2 * parameters + attention_forward)
     return float(total)
 
 
@@ -144,6 +155,41 @@ def uses_reference_forward(method: str, args) -> bool:
     return False
 
 
+def sampling_forward_passes(method: str, accumulation: int, steps_per_generation: int | None = None,
+                            num_iterations: int = 1, importance_sampling: bool = False) -> int:
+    """Forward passes over each trained token that an online method's sampling adds: generating it, and TRL's
+    log-probabilities of the sampled tokens under the sampling policy, which RLOO always computes and GRPO
+    when its generate calls and optimizer steps are not aligned or vLLM's sampling is corrected."""
+    from posttrain.registry import get_method
+
+    if not get_method(method).batched_rollouts:
+        return 0
+    every = (steps_per_generation or accumulation) * num_iterations
+    old_log_probs = method == "rloo" or accumulation % every != 0 or importance_sampling
+    return 1 + int(old_log_probs)
+
+
+def training_passes(method: str, args) -> int:
+    """How many times each counted token is trained on: TRL counts an online method's sampled tokens once, at
+    generation, and trains on them method.args.num_iterations times."""
+    from posttrain.registry import get_method
+
+    if args is None or not get_method(method).batched_rollouts:
+        return 1
+    return int(getattr(args, "num_iterations", 1) or 1)
+
+
+def forward_passes(method: str, args) -> int:
+    """The forward passes without a backward over each trained token (`args`: the method's TRL config)."""
+    sampling = 0
+    if args is not None:
+        sampling = sampling_forward_passes(
+            method, int(getattr(args, "gradient_accumulation_steps", 1) or 1),
+            getattr(args, "steps_per_generation", None), int(getattr(args, "num_iterations", 1) or 1),
+            bool(getattr(args, "use_vllm", False) and getattr(args, "vllm_importance_sampling_correction", False)))
+    return int(uses_reference_forward(method, args)) + sampling
+
+
 def peak_memory_gib() -> float:
     """The most GPU memory this process has had allocated on any one of its GPUs, in GiB."""
     return max(torch.cuda.max_memory_allocated(d) for d in range(torch.cuda.device_count())) / GIB
@@ -186,7 +232,7 @@ class GpuSpeed:
         self.token_flops = flops_per_token(
             self.parameters, self.layers, self.heads, self.head_dim, self.seq_len,
             adapter_parameters=multiplied_adapter_parameters(model) if self.lora and model is not None else 0,
-            reference_forward=uses_reference_forward(self.method, args),
+            forward_passes=forward_passes(self.method, args), training_passes=training_passes(self.method, args),
         )
         self.gpus = int(getattr(args, "world_size", 1) or 1)
 
