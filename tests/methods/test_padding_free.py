@@ -27,6 +27,26 @@ def tiny_model(seed: int = 0) -> LlamaForCausalLM:
     return LlamaForCausalLM(config).eval()
 
 
+PAIRS = [{"prompt": p, "chosen": c, "rejected": r} for p, c, r in (
+    ("2+2=", " 4", " five, or so I believe"), ("Name a colour:", " a deep shade of blue", " no"),
+    ("Say hi:", " hi", " goodbye and good luck to you all"), ("1+1=", " two", " 3"))]
+
+
+def training_model(tokenizer) -> LlamaForCausalLM:
+    """The same tiny model for both trainers of a comparison, sized to the tokenizer, in training mode."""
+    model = tiny_model(seed=3).train()
+    model.config.vocab_size = len(tokenizer)
+    model.resize_token_embeddings(len(tokenizer))
+    return model
+
+
+def loss_and_gradient(trainer, model, batch) -> tuple[float, torch.Tensor]:
+    """One batch's loss and the gradient it leaves on the first attention layer's query weight."""
+    loss = trainer.compute_loss(trainer.model, batch)
+    loss.backward()
+    return loss.item(), model.model.layers[0].self_attn.q_proj.weight.grad.clone()
+
+
 def padded_batch(side: str):
     """Four rows of different lengths, padded on `side`, a prompt of 3 tokens then the completion."""
     torch.manual_seed(1)
@@ -68,24 +88,19 @@ def test_packed_forward_gives_the_padded_per_token_log_probs(side, attention):
 
 def test_padding_free_dpo_loss_and_gradients_equal_the_padded_ones(tmp_path):
     tokenizer = byte_level_tokenizer(256)
-    rows = [{"prompt": p, "chosen": c, "rejected": r} for p, c, r in (
-        ("2+2=", " 4", " five, or so I believe"), ("Name a colour:", " a deep shade of blue", " no"),
-        ("Say hi:", " hi", " goodbye and good luck to you all"), ("1+1=", " two", " 3"))]
+    rows = PAIRS
     losses, grads = [], []
     for trainer_class in (DPOTrainer, PaddingFreeDPOTrainer):
-        model = tiny_model(seed=3).train()
-        model.config.vocab_size = len(tokenizer)
-        model.resize_token_embeddings(len(tokenizer))
+        model = training_model(tokenizer)
         args = DPOConfig(output_dir=str(tmp_path / trainer_class.__name__), per_device_train_batch_size=4,
                          use_cpu=True, report_to=[], precompute_ref_log_probs=True, max_length=64)
         trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(rows),
                                 processing_class=tokenizer)
         batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
         assert batch["attention_mask"].sum() < batch["attention_mask"].numel()  # the batch has padding
-        loss = trainer.compute_loss(trainer.model, batch)
-        loss.backward()
-        losses.append(loss.item())
-        grads.append(model.model.layers[0].self_attn.q_proj.weight.grad.clone())
+        loss, grad = loss_and_gradient(trainer, model, batch)
+        losses.append(loss)
+        grads.append(grad)
     assert abs(losses[0] - losses[1]) < 1e-3
     assert torch.allclose(grads[0], grads[1], atol=1e-4)
 
@@ -100,9 +115,7 @@ def test_padding_free_kto_loss_and_gradients_equal_the_padded_ones(tmp_path, pre
         ("1+1=", " three, or so I believe", False))]
     losses, grads = [], []
     for trainer_class in (KTOTrainer, PaddingFreeKTOTrainer):
-        model = tiny_model(seed=3).train()
-        model.config.vocab_size = len(tokenizer)
-        model.resize_token_embeddings(len(tokenizer))
+        model = training_model(tokenizer)
         args = KTOConfig(output_dir=str(tmp_path / trainer_class.__name__), per_device_train_batch_size=4,
                          use_cpu=True, report_to=[], precompute_ref_log_probs=precompute, max_length=64)
         reference = None if precompute else copy.deepcopy(model).eval()
@@ -113,10 +126,9 @@ def test_padding_free_kto_loss_and_gradients_equal_the_padded_ones(tmp_path, pre
         assert trainer.calculate_KL and "KL_input_ids" in batch
         packed = getattr(model.forward, "_posttrain_padding_free", False)
         assert packed == (trainer_class is PaddingFreeKTOTrainer)
-        loss = trainer.compute_loss(trainer.model, batch)
-        loss.backward()
-        losses.append(loss.item())
-        grads.append(model.model.layers[0].self_attn.q_proj.weight.grad.clone())
+        loss, grad = loss_and_gradient(trainer, model, batch)
+        losses.append(loss)
+        grads.append(grad)
     assert abs(losses[0] - losses[1]) < 1e-3
     assert torch.allclose(grads[0], grads[1], atol=1e-4)
     assert grads[0].abs().sum() > 0
@@ -136,24 +148,19 @@ def test_padding_free_cpo_simpo_orpo_losses_and_gradients_equal_the_padded_ones(
                "orpo": (ORPOTrainer, PaddingFreeORPOTrainer, ORPOConfig, {})}
     padded_class, packed_class, config_class, fields = classes[method]
     tokenizer = byte_level_tokenizer(256)
-    rows = [{"prompt": p, "chosen": c, "rejected": r} for p, c, r in (
-        ("2+2=", " 4", " five, or so I believe"), ("Name a colour:", " a deep shade of blue", " no"),
-        ("Say hi:", " hi", " goodbye and good luck to you all"), ("1+1=", " two", " 3"))]
+    rows = PAIRS
     losses, grads = [], []
     for trainer_class in (padded_class, packed_class):
-        model = tiny_model(seed=3).train()
-        model.config.vocab_size = len(tokenizer)
-        model.resize_token_embeddings(len(tokenizer))
+        model = training_model(tokenizer)
         args = config_class(output_dir=str(tmp_path / trainer_class.__name__), per_device_train_batch_size=4,
                             use_cpu=True, report_to=[], max_length=64, remove_unused_columns=False, **fields)
         trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(rows),
                                 processing_class=tokenizer)
         assert getattr(model.forward, "_posttrain_padding_free", False) == (trainer_class is packed_class)
         batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
-        loss = trainer.compute_loss(trainer.model, batch)
-        loss.backward()
-        losses.append(loss.item())
-        grads.append(model.model.layers[0].self_attn.q_proj.weight.grad.clone())
+        loss, grad = loss_and_gradient(trainer, model, batch)
+        losses.append(loss)
+        grads.append(grad)
     assert abs(losses[0] - losses[1]) < 1e-3
     assert torch.allclose(grads[0], grads[1], atol=1e-4)
     assert grads[0].abs().sum() > 0
@@ -190,9 +197,7 @@ def test_padding_free_sft_logs_what_trl_logs_without_reading_back_each_micro_bat
         ("Count:", " one two three four"), ("Yes or no?", " no"), ("Greet:", " hello world"), ("3+3=", " six"))]
     seen = {}
     for trainer_class in (SFTTrainer, PaddingFreeSFTTrainer):
-        model = tiny_model(seed=3).train()
-        model.config.vocab_size = len(tokenizer)
-        model.resize_token_embeddings(len(tokenizer))
+        model = training_model(tokenizer)
         args = SFTConfig(output_dir=str(tmp_path / trainer_class.__name__), per_device_train_batch_size=4,
                          use_cpu=True, report_to=[], max_length=32, packing=True, packing_strategy="bfd",
                          padding_free=True, include_num_input_tokens_seen="non_padding", logging_steps=1)
