@@ -47,14 +47,14 @@ def packed_decode_attention(module, query, key, value, attention_mask, dropout=0
 
 def child(variant: str, batch: int, prompt: int, new: int, repeats: int) -> dict:
     import torch
+    from omegaconf import OmegaConf
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     sys.path.insert(0, str(REPO / "src"))
     torch.manual_seed(0)
-    config = Qwen2Config(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                         num_key_value_heads=2, head_dim=64, vocab_size=151936, max_position_embeddings=32768,
-                         rope_theta=1e6, rms_norm_eps=1e-6, tie_word_embeddings=True, pad_token_id=0,
-                         eos_token_id=1, bos_token_id=None)
+    architecture = OmegaConf.to_container(OmegaConf.load(REPO / "conf/model/qwen2.5-0.5b.yaml").architecture)
+    architecture.pop("model_type")
+    config = Qwen2Config(**architecture, pad_token_id=0, eos_token_id=1, bos_token_id=None)
     with torch.device("cuda"):
         model = Qwen2ForCausalLM(config).to(torch.bfloat16).eval()
     model.set_attn_implementation("sdpa")
