@@ -169,7 +169,9 @@ class Hardware:
         if self.rollout_steps and _row(method).batched_rollouts:
             fields["steps_per_generation"] = self.rollout_steps
         if self.compile_generation and _row(method).batched_rollouts:
-            fields.update(cache_implementation="static", pad_to_multiple_of=GENERATION_PAD)
+            # prompts are padded for generate alone (methods/build.py), not through TRL's pad_to_multiple_of,
+            # which would pad the training batch too
+            fields["cache_implementation"] = "static"
         return fields
 
     def record(self) -> dict:

@@ -42,10 +42,28 @@ def test_compiled_generation_reaches_trls_generate(tmp_path, method):
     trainer = online_trainer(tmp_path, method, "hardware.compile_generation=true")
     config = trainer.generation_config
     assert config.cache_implementation == "static" and not config.disable_compile
-    assert trainer.pad_to_multiple_of == GENERATION_PAD
+    assert trainer.pad_to_multiple_of is None  # TRL's own padding would pad the training batch too
     # its decode steps attend on the cache's key/value heads without repeating them (models/decode_attention.py)
     assert trainer.model.config._attn_implementation == "sdpa_grouped_decode"
 
     plain = online_trainer(tmp_path / "plain", method)  # the CPU default: TRL's own generation
     assert plain.generation_config.cache_implementation is None and plain.generation_config.disable_compile
     assert plain.model.config._attn_implementation == "sdpa"
+
+
+def test_compiled_generation_pads_the_prompts_generate_sees_and_trains_on_unpadded_sequences(tmp_path):
+    """The static cache compiles one decoding graph per prompt length, so generate gets prompts padded to a
+    multiple of GENERATION_PAD; the batch GRPO trains and scores log-probabilities on is as wide as its longest
+    prompt and completion (TRL's pad_to_multiple_of would make it 64 + 64 columns here)."""
+    trainer = online_trainer(tmp_path, "grpo", "hardware.compile_generation=true",
+                             "method.args.max_completion_length=8", "method.rewards=[{name: format, pattern: x}]")
+    trainer.generation_config.disable_compile = True  # the static cache without compiling on a CPU
+    widths = []
+    trainer.model.register_forward_pre_hook(lambda _, args, kwargs: widths.append(kwargs["input_ids"].shape[1]),
+                                            with_kwargs=True)
+    rows = [trainer.train_dataset[i] for i in range(8)]
+    batch = trainer._generate_and_score_completions(rows)
+    longest_prompt = max(len(trainer.processing_class(row["prompt"])["input_ids"]) for row in rows)
+    assert widths[0] == GENERATION_PAD  # the prefill
+    assert batch["prompt_ids"].shape[1] == longest_prompt < GENERATION_PAD
+    assert batch["completion_ids"].shape[1] <= 8

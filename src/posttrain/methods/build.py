@@ -15,8 +15,10 @@ from __future__ import annotations
 from omegaconf import OmegaConf
 
 from posttrain.errors import PosttrainError
+from posttrain.hardware import GENERATION_PAD
 from posttrain.methods.common import TrainerInputs
 from posttrain.models import decode_attention
+from posttrain.models.generation_padding import pad_prompts_for_generate
 from posttrain.models.loading import load_trained
 from posttrain.registry import Method, get_reward
 
@@ -45,6 +47,8 @@ def build_trainer(method: Method, inputs: TrainerInputs):
         trainer.generation_config.disable_compile = False
         # compiled, transformers' SDPA repeats the cache's key/value heads at every decode step
         decode_attention.use_grouped_decode_attention(trainer.model)
+        # one compiled decoding graph per padded prompt length; the training batch stays unpadded
+        pad_prompts_for_generate(trainer.model, GENERATION_PAD)
     return trainer
 
 
