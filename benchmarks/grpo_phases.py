@@ -10,7 +10,8 @@ prompts) in a child process whose TRL profiling blocks (`transformers.generate`,
 `_get_per_token_logps_and_entropies`, ...) and whose whole `_generate_and_score_completions` and
 `training_step` are timed with a GPU sync at both ends. --profile-call N records generate call N (1 = the
 first, which compiles) with torch.profiler: --out's generate_profile.txt (kernels, host time) and
-generate_profile.gaps.txt (where the GPU waited on the host). Writes phases.json and phases.md under --out.
+generate_profile.gaps.txt (where the GPU waited on the host). Writes phases.jsonl (one line per timed call)
+and phases.md under --out.
 """
 
 from __future__ import annotations

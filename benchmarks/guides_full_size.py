@@ -138,12 +138,19 @@ def run_case(name: str, a, work: Path) -> dict:
         "mfu_percent": round(sum(steady_mfu) / len(steady_mfu), 1) if steady_mfu and steady_mfu[0] else None,
         "peak_gib": results.get("peak_memory_gib"),
         "planned_gib": results.get("planned_peak_memory_gib"),
-        "micro_batch": f"{hardware.get('micro_batch')}x{hardware.get('accumulation')}",
+        "micro_batch": micro_batch(hardware),
         "loss": [m.get("loss") for m in metrics if "loss" in m][-1:],
     })
     if record["peak_gib"] and record["planned_gib"]:
         record["plan_error"] = round(record["planned_gib"] / record["peak_gib"] - 1, 3)
     return record
+
+
+def micro_batch(hardware: dict) -> str:
+    """rows x accumulation as hardware.json records them (the run's own batch when auto left it), and the
+    optimizer steps one generate call samples for (online RL)."""
+    shown = f"{hardware['micro_batch']}x{hardware['accumulation']}" if hardware.get("micro_batch") else "run's own"
+    return shown + (f", rollouts x{hardware['rollout_steps']}" if hardware.get("rollout_steps") else "")
 
 
 def table(records: list[dict]) -> str:
