@@ -67,10 +67,14 @@ def _row(method: str):
     return get_method(method)
 
 
-# Optimizer steps per generate call for online RL on a GPU (hardware.rollout_steps=auto): decoding costs about
-# the same per token for 32 sequences as for 8, so one call for 4 steps' completions is far cheaper; each
-# step after the first trains slightly off-policy, which TRL's clipped importance ratio corrects.
+# Optimizer steps per generate call for online RL on a GPU (hardware.rollout_steps=auto): a decoding step costs
+# about as much for 512 sequences as for 64 (the GPU waits on transformers' per-token host work), so one call
+# samples several steps' completions: at least ROLLOUT_STEPS, more until a call samples ROLLOUT_COMPLETIONS
+# sequences, at most ROLLOUT_STEPS_MAX. Each step after the first trains slightly off-policy, which TRL's
+# clipped importance ratio corrects.
 ROLLOUT_STEPS = 4
+ROLLOUT_COMPLETIONS = 512
+ROLLOUT_STEPS_MAX = 8
 # grpo/rloo on a GPU (hardware.compile_generation=auto): decode with a static KV cache under torch.compile, the
 # prompts left-padded to a multiple of this many tokens so a run compiles a few cache shapes, not one per batch
 GENERATION_PAD = 64
@@ -229,6 +233,13 @@ def model_parameters(model_cfg: DictConfig | None) -> int | None:
     return layers * (4 * hidden * hidden + 3 * hidden * inner) + vocab * hidden
 
 
+def rollout_steps_for(batch_size: int | None) -> int:
+    """Steps one generate call samples for on a GPU: ROLLOUT_STEPS, raised until the call samples
+    ROLLOUT_COMPLETIONS sequences of `batch_size` rows a step, at most ROLLOUT_STEPS_MAX."""
+    wanted = -(-ROLLOUT_COMPLETIONS // int(batch_size)) if batch_size else ROLLOUT_STEPS
+    return max(ROLLOUT_STEPS, min(ROLLOUT_STEPS_MAX, wanted))
+
+
 def _largest_divisor_at_most(total: int, limit: int) -> int:
     limit = max(1, min(total, limit))
     return next(d for d in range(limit, 0, -1) if total % d == 0)
@@ -292,9 +303,9 @@ def resolve_hardware(
         return on_gpu if gpu else on_cpu
 
     batched = _row(method).batched_rollouts
-    rollout_steps = count("rollout_steps", ROLLOUT_STEPS, None,
-                          "one generate call samples several steps' completions (3.5x samples/s measured)",
-                          "TRL's default on CPU") if batched else None
+    rollout_steps = count("rollout_steps", rollout_steps_for(batch_size), None,
+                          f"one generate call samples {rollout_steps_for(batch_size)} steps' completions "
+                          f"(3.5x samples/s measured at 4 steps)", "TRL's default on CPU") if batched else None
     sampler = next((key for key in OTHER_SAMPLERS if (method_args or {}).get(key)), None)
     compile_generation = choose("compile_generation", gpu and batched and not sampler,
                                 "static KV cache, compiled decoding (GRPO 1.5-2.1x tokens/s measured)",
