@@ -54,7 +54,7 @@ def test_compiled_generation_reaches_trls_generate(tmp_path, method):
 @pytest.mark.parametrize("method", ["grpo", "rloo"])
 def test_compiled_generation_pads_the_prompts_generate_sees_and_trains_on_unpadded_sequences(tmp_path, method):
     """The static cache compiles one decoding graph per prompt length, so generate gets prompts padded to a
-    multiple of GENERATION_PAD; the batch GRPO and RLOO train and scores log-probabilities on is as wide as its longest
+    multiple of GENERATION_PAD; the batch that GRPO and RLOO score and train on is as wide as its longest
     prompt and completion (TRL's pad_to_multiple_of would make it 64 + 64 columns here)."""
     trainer = online_trainer(tmp_path, method, "hardware.compile_generation=true",
                              "method.args.max_completion_length=8", "method.rewards=[{name: format, pattern: x}]")
