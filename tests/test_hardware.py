@@ -161,7 +161,7 @@ def test_online_rl_on_a_gpu_samples_several_steps_at_once_without_liger(fake_h20
         # decoding with a compiled static cache: 1.5x (tic-tac-toe) and 2.1x (MiniMind) GRPO tokens/s on one H100
         assert chosen.compile_generation and config.cache_implementation == "static"
         assert config.pad_to_multiple_of is None  # prompts are padded inside generate only (methods/build.py)
-    # smaller batches sample more steps a call, up to 512 completions (MiniMind's 64 rows: 8 steps, 19.1% -> 22.6%
+    # smaller batches sample more steps a call, up to 512 completions (MiniMind's 64 rows: 8 steps, 19.1% -> 21.6%
     # MFU measured on one H200), at most 8 steps off-policy (the tic-tac-toe showcase on CPU still learns with 8:
     # 55.4% -> 61.3% optimal moves, against 62.6% with 4 and 63.5% with TRL's one)
     steps = {batch: resolve(composed("hardware=gpu", "method=grpo", f"batch_size={batch}"), "grpo").rollout_steps
