@@ -14,10 +14,11 @@ here offline (weights do not change speed or memory: the published architecture 
 measures what the user gets). It trains --steps optimizer steps and reads the run's own results.json:
 tokens/s (real tokens), MFU, peak allocated GPU memory, and planned_peak_memory_gib (plan=true's estimate
 for the same config). tokens/s and MFU are the mean of the speed windows after the first; the record also
-keeps their median window, the steady figure when a later window holds a one-time compile. Cases run in order until --budget seconds are spent; a case that fails records its
-error line. Gradient accumulation is cut where the guide's is large (the DPO guide's 32 to 8: an effective
-batch of 64 still lets the automatic micro-batch reach the 32 it picks at the guide's 256; memory and tokens/s
-depend on the micro-batch, not on accumulation; seconds per guide step = its tokens / tokens per second).
+keeps their median window, the steady figure when a later window holds a one-time compile. Cases run in
+order until --budget seconds are spent; a case that fails records its error line. Gradient accumulation is
+cut where the guide's is large (the DPO guide's 32 to 8: an effective batch of 64 still lets the automatic
+micro-batch reach the 32 it picks at the guide's 256; memory and tokens/s depend on the micro-batch, not on
+accumulation; seconds per guide step = its tokens / tokens per second).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from statistics import median
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -142,20 +144,13 @@ def run_case(name: str, a, work: Path) -> dict:
         "micro_batch": micro_batch(hardware),
         # the median window is the steady figure when one window holds a one-time compile (GRPO's second
         # padded prompt shape): the mean above counts it
-        "median_window": {"tokens_per_second": median(steady), "mfu_percent": median(steady_mfu)},
+        "median_window": {"tokens_per_second": median(steady) if steady and steady[0] else None,
+                          "mfu_percent": median(steady_mfu) if steady_mfu and steady_mfu[0] else None},
         "loss": [m.get("loss") for m in metrics if "loss" in m][-1:],
     })
     if record["peak_gib"] and record["planned_gib"]:
         record["plan_error"] = round(record["planned_gib"] / record["peak_gib"] - 1, 3)
     return record
-
-
-def median(values: list) -> float | None:
-    values = sorted(v for v in values if v)
-    if not values:
-        return None
-    middle = len(values) // 2
-    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
 
 
 def micro_batch(hardware: dict) -> str:
