@@ -303,9 +303,10 @@ def resolve_hardware(
         return on_gpu if gpu else on_cpu
 
     batched = _row(method).batched_rollouts
-    rollout_steps = count("rollout_steps", rollout_steps_for(batch_size), None,
-                          f"one generate call samples {rollout_steps_for(batch_size)} steps' completions "
-                          f"(3.5x samples/s measured at 4 steps)", "TRL's default on CPU") if batched else None
+    gpu_rollout = rollout_steps_for(batch_size)
+    rollout_steps = count("rollout_steps", gpu_rollout, None,
+                          f"one generate call samples {gpu_rollout} steps' completions (3.5x samples/s measured "
+                          "at 4 steps)", "TRL's default on CPU") if batched else None
     sampler = next((key for key in OTHER_SAMPLERS if (method_args or {}).get(key)), None)
     compile_generation = choose("compile_generation", gpu and batched and not sampler,
                                 "static KV cache, compiled decoding (GRPO 1.5-2.1x tokens/s measured)",

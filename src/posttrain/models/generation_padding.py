@@ -24,12 +24,14 @@ def pad_prompts_for_generate(model, multiple: int) -> None:
     @functools.wraps(generate)
     def padded_generate(*args, **kwargs):
         input_ids, attention_mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
-        extra = (-input_ids.shape[1]) % multiple if input_ids is not None else 0
-        per_token = [key for key, value in kwargs.items() if key not in ("input_ids", "attention_mask")
-                     and isinstance(value, torch.Tensor) and value.shape[:2] == input_ids.shape] if extra else []
-        if args or not extra or attention_mask is None or per_token:
-            # positional inputs or per-token extras (multimodal token types) are passed on as they are
+        if args or input_ids is None or attention_mask is None:
             return generate(*args, **kwargs)
+        extra = (-input_ids.shape[1]) % multiple
+        per_token = any(isinstance(value, torch.Tensor) and value.shape[:2] == input_ids.shape
+                        for key, value in kwargs.items() if key not in ("input_ids", "attention_mask"))
+        if not extra or per_token:
+            # per-token extras (multimodal token types) would need the same padding: passed on as they are
+            return generate(**kwargs)
         config = kwargs.get("generation_config") or getattr(model, "generation_config", None)
         pad_id = getattr(config, "pad_token_id", None)
         kwargs["input_ids"] = F.pad(input_ids, (extra, 0), value=0 if pad_id is None else int(pad_id))
