@@ -1,7 +1,7 @@
 """LoRA on a mixture of experts: forward+backward time of a cut of Qwen3-30B-A3B per way of adapting the
 experts, on one GPU (the DPO guide's largest model trains 14.6% MFU with peft's expert adapters).
 
-    python benchmarks/moe_lora.py --out moe_lora.md [--layers 4] [--rows 16] [--length 1024]
+    python benchmarks/moe_lora.py --out moe_lora.md [--layers 4] [--rows 16] [--length 1024] [--autocast] [--liger]
 
 Variants (all: LoRA rank 32 on attention, bf16, gradient checkpointing as the DPO guide's preset):
   peft        peft's all-linear: every expert's fused 3-D weight adapted through target_parameters (each
@@ -22,7 +22,7 @@ import time
 import torch
 
 
-def build(layers: int, variant: str, rank: int):
+def build(layers: int, variant: str, rank: int, liger: bool = False):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -30,6 +30,9 @@ def build(layers: int, variant: str, rank: int):
         "qwen3_moe", hidden_size=2048, intermediate_size=6144, num_hidden_layers=layers, num_attention_heads=32,
         num_key_value_heads=4, head_dim=128, vocab_size=151936, num_experts=128, num_experts_per_tok=8,
         moe_intermediate_size=768, norm_topk_prob=True, tie_word_embeddings=False)
+    if liger:  # Liger's RMSNorm and RoPE kernels (class-level patches; its expert kernel would skip the adapters)
+        from liger_kernel.transformers import apply_liger_kernel_to_qwen3_moe
+        apply_liger_kernel_to_qwen3_moe(rope=True, rms_norm=True, swiglu=False, fused_linear_cross_entropy=False)
     torch.manual_seed(0)  # every variant starts from the same weights
     with torch.device("cuda"):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
@@ -64,17 +67,21 @@ def flops_per_token(model) -> int:
 def measure(variant: str, args) -> dict:
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
-    model = build(args.layers, variant, args.rank)
+    model = build(args.layers, variant, args.rank, args.liger)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     ids = torch.randint(0, 151936, (args.rows, args.length), device="cuda")
     inner = model.get_base_model().model
 
     def step():
-        hidden = inner(input_ids=ids).last_hidden_state
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.autocast):  # as the Trainer's bf16 runs
+            hidden = inner(input_ids=ids).last_hidden_state
         hidden.float().pow(2).mean().backward()
 
-    with torch.no_grad():  # the same weights give the same value on every adapted variant
-        first = inner(input_ids=ids).last_hidden_state.float().pow(2).mean().item()
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.autocast):
+        hidden = inner(input_ids=ids).last_hidden_state
+        # a layer that returns float32 under autocast makes every later one run in float32
+        assert hidden.dtype == torch.bfloat16, f"the residual stream became {hidden.dtype}"
+        first = hidden.float().pow(2).mean().item()  # the same weights give the same value on every adapted variant
     for _ in range(args.warmup):
         step()
     torch.cuda.synchronize()
@@ -90,10 +97,11 @@ def measure(variant: str, args) -> dict:
            "trainable": trainable, "value": round(first, 5)}
     if args.profile == variant:
         from torch.profiler import ProfilerActivity, profile
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             step()
             torch.cuda.synchronize()
-        row["profile"] = prof.key_averages().table(sort_by="cuda_time_total", row_limit=25)
+        # operators (aten::...) and kernels together, by the GPU time each spends itself
+        row["profile"] = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=45, max_name_column_width=70)
     del model
     return row
 
@@ -108,7 +116,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--variants", default="peft,grouped,frozen")
-    parser.add_argument("--profile", default="", help="a variant to profile once (top CUDA kernels)")
+    parser.add_argument("--profile", default="", help="a variant to profile once (operators and kernels by GPU time)")
+    parser.add_argument("--liger", action="store_true", help="Liger's RMSNorm and RoPE kernels (not its experts)")
+    parser.add_argument("--autocast", action="store_true", help="forward under bf16 autocast, as the Trainer runs")
     args = parser.parse_args()
     rows = []
     for variant in args.variants.split(","):
@@ -121,7 +131,7 @@ def main() -> None:
     import transformers
     lines = [f"GPU: {torch.cuda.get_device_name()}; torch {torch.__version__}, transformers {transformers.__version__}, "
              f"peft {peft.__version__}; Qwen3-30B-A3B cut to {args.layers} layers, {args.rows}x{args.length} tokens, "
-             f"LoRA r{args.rank}, gradient checkpointing; MFU = (4 x frozen + 6 x adapter parameters a token meets: 8 of 128 experts;"
+             f"LoRA r{args.rank}, gradient checkpointing{', bf16 autocast' if args.autocast else ''}{', Liger RMSNorm/RoPE' if args.liger else ''}; MFU = (4 x frozen + 6 x adapter parameters a token meets: 8 of 128 experts;"
              " no embeddings/head) per token / 989 TFLOP/s", "", "| variant | ms per fwd+bwd | tokens/s | MFU % | peak GiB | trainable | mean h^2 |",
              "|---|---|---|---|---|---|---|"]
     for row in rows:

@@ -90,11 +90,18 @@ def _factors(wrapper, adapter: str, dtype: torch.dtype):
 
 
 def experts_forward(experts, hidden_states, top_k_index, top_k_weights, factors) -> torch.Tensor:
-    """transformers' grouped experts forward (gate, up, down; the router weights applied in their own
-    precision) with each projection's LoRA term added."""
+    """transformers' grouped experts forward (gate, up, down) with each projection's LoRA term added.
+
+    Routing costs two gathers a pass and no atomics: the tokens are copied to their slots in expert order with
+    `index_select`, and the slots are summed back per token through the inverse order (`Route`/`Combine`, each
+    the other's backward). The router weight scales the expert's activation (width moe_intermediate_size)
+    before the down projection instead of its output (width hidden_size): the same product, on a narrower
+    tensor, and the combine becomes a plain sum."""
     num_top_k = top_k_index.size(-1)
     expert_ids, order = torch.sort(top_k_index.reshape(-1))
-    tokens = hidden_states[order // num_top_k]
+    source = order // num_top_k  # the token each sorted slot holds
+    position = torch.empty_like(order)  # where each (token, k) slot went in the sorted order
+    position[order] = torch.arange(order.numel(), device=order.device)
     # histc, not bincount: its output shape does not depend on the data (CUDA graphs, torch.compile)
     ids = expert_ids.int() if expert_ids.is_cuda else expert_ids.float()
     counts = torch.histc(ids, bins=experts.num_experts, min=0, max=experts.num_experts - 1)
@@ -105,11 +112,47 @@ def experts_forward(experts, hidden_states, top_k_index, top_k_weights, factors)
         out = grouped_mm(x, getattr(experts, name).transpose(1, 2), offsets)
         return out + grouped_mm(grouped_mm(x, a_t, offsets), b_t, offsets)
 
+    tokens = Route.apply(hidden_states, source, position, num_top_k)
     gate, up = project(tokens, "gate_up_proj").chunk(2, dim=-1)
-    out = project(experts.act_fn(gate) * up, "down_proj")
-    out = out * top_k_weights.reshape(-1)[order].unsqueeze(-1)
-    restored = torch.empty_like(out).index_copy_(0, order, out)
-    return restored.view(-1, num_top_k, out.shape[-1]).sum(dim=1).to(hidden_states.dtype)
+    weights = top_k_weights.reshape(-1)[order].unsqueeze(-1)
+    activation = (experts.act_fn(gate) * up * weights).to(tokens.dtype)
+    return Combine.apply(project(activation, "down_proj"), source, position, num_top_k)
+
+
+def _gather_sum(slots: torch.Tensor, position: torch.Tensor, num_top_k: int) -> torch.Tensor:
+    """Per token, the sum of its num_top_k slots (rows of `slots` in sorted order), in the slots' dtype (CUDA
+    autocast would return the sum in float32, and every later layer's experts would get float32 tokens)."""
+    with torch.autocast(slots.device.type, enabled=False):
+        return slots.index_select(0, position).view(-1, num_top_k, slots.shape[-1]).sum(dim=1)
+
+
+class Route(torch.autograd.Function):
+    """Each token's row copied to its num_top_k slots in expert order; the gradient sums them back."""
+
+    @staticmethod
+    def forward(ctx, hidden_states, source, position, num_top_k):
+        ctx.save_for_backward(position)
+        ctx.num_top_k = num_top_k
+        return hidden_states.index_select(0, source)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (position,) = ctx.saved_tensors
+        return _gather_sum(grad, position, ctx.num_top_k), None, None, None
+
+
+class Combine(torch.autograd.Function):
+    """Per token, the sum of its slots' outputs; the gradient is the token's gradient copied to each slot."""
+
+    @staticmethod
+    def forward(ctx, slots, source, position, num_top_k):
+        ctx.save_for_backward(source)
+        return _gather_sum(slots, position, num_top_k)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (source,) = ctx.saved_tensors
+        return grad.index_select(0, source), None, None, None
 
 
 def grouped_mm(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
