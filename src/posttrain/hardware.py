@@ -104,6 +104,9 @@ class Hardware:
     # attn_implementation for model loading; None = the model's default
     attention: str | None = None
     liger: bool = False
+    # Liger leaves a mixture's experts to transformers (and posttrain's grouped LoRA products): its expert
+    # kernel would skip the LoRA adapters on the expert weights
+    liger_skips_experts: bool = False
     packing: bool = False
     compile: bool = False
     fused_optimizer: bool = False
@@ -144,6 +147,8 @@ class Hardware:
             fields["accelerator_config"] = {"non_blocking": True}
         if self.liger:
             fields["use_liger_kernel"] = True
+        if self.liger_skips_experts:
+            fields["liger_kernel_config"] = {"swiglu": False}  # swiglu=False keeps Liger off the experts
         if self.fused_optimizer:
             fields["optim"] = "adamw_torch_fused"
         if self.compile:
@@ -276,15 +281,12 @@ def resolve_hardware(
         return fast
 
     liger_ok = installed("liger_kernel")
-    # Liger replaces a mixture's expert forward with its own kernel, which skips peft's LoRA on expert weights
+    # Liger's expert kernel would skip peft's LoRA on a mixture's expert weights: it patches the rest only
     expert_lora = lora and mixture_of_experts(model_cfg)
-    liger = choose("liger", gpu and liger_ok and not online(method) and not expert_lora, "installed",
+    liger = choose("liger", gpu and liger_ok and not online(method),
+                   "installed (not on the mixture's experts, whose weights LoRA adapts)" if expert_lora else "installed",
                    "not on a GPU" if not gpu else "liger-kernel not installed (pip install -e '.[gpu]')" if not liger_ok
-                   else "Liger's expert kernel skips LoRA on a mixture's expert weights" if expert_lora
                    else f"{method} samples most of its time, which Liger's patched model slows (measured)")
-    if liger and expert_lora:
-        raise PosttrainError("hardware.liger=true cannot train LoRA on a mixture of experts: Liger's expert kernel "
-                             "skips the adapters on the expert weights", "set hardware.liger=auto (or false)")
     packing = choose("packing", gpu and packs(method), "padding-free, per-example attention",
                      "not on a GPU" if not gpu else f"TRL pads {method} batches")
     compile_ = choose("compile", False, "", "compile time does not pay for short runs")
@@ -376,7 +378,8 @@ def resolve_hardware(
         each = f"{micro_batch or batch_size}x{accum or accumulation or 1}"
         reasons["strategy"] += f"; effective batch {each}x{processes} processes"
     return Hardware(
-        device=device, precision=precision, attention=attention, liger=liger, packing=packing,
+        device=device, precision=precision, attention=attention, liger=liger,
+        liger_skips_experts=liger and expert_lora, packing=packing,
         compile=compile_, fused_optimizer=fused, micro_batch=micro_batch, accumulation=accum,
         micro_batch_tokens=micro_tokens, precompute_reference=precompute, rollout_steps=rollout_steps,
         compile_generation=compile_generation,
