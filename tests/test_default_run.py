@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("default_run")]  # one w
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("default")
-    result = run_posttrain([], root)
+    result = run_posttrain([], root, fresh=True)  # the README's main job, exactly as a user starts it
     assert result.returncode == 0, result.stderr[-3000:]
     return only_run_dir(root)
 
