@@ -1,5 +1,5 @@
 """Shared test setup: everything offline, a helper that runs the real command (in a child of a warm interpreter
-that has done the heavy imports once, or in a fresh one)."""
+that has done the heavy imports once, or in a fresh one), and the longest tests scheduled first."""
 
 from __future__ import annotations
 
@@ -110,6 +110,15 @@ def run_posttrain(args: list[str], cwd: Path, module: str = "posttrain", env: di
         timeout=timeout,
         input=input_text,
     )
+
+
+# The longest end-to-end runs start first, then the other slow tests, then the fast ones (pytest-xdist hands
+# out tests in collection order): a long run that started last would leave the other workers idle at the end.
+LONGEST = ("tests/test_default_run.py", "tests/test_grpo_showcase.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: 0 if item.nodeid.startswith(LONGEST) else 1 if item.get_closest_marker("slow") else 2)
 
 
 def only_run_dir(root: Path) -> Path:
