@@ -115,7 +115,10 @@ def main() -> None:
     with tempfile.TemporaryFile() as printed:
         for fd in (1, 2):
             os.dup2(printed.fileno(), fd)
-        preload()
+        try:
+            preload()
+        except Exception as error:  # noqa: BLE001 - any failure means: run the commands fresh, and say why
+            print(f"{type(error).__name__}: {error}")
         sys.stdout.flush()
         sys.stderr.flush()
         printed.seek(0)
