@@ -62,12 +62,11 @@ class WarmInterpreter:
             input_text: str | None) -> subprocess.CompletedProcess:
         with tempfile.TemporaryDirectory() as streams:
             paths = {name: Path(streams) / name for name in ("stdin", "stdout", "stderr")}
-            for path, text in zip(paths.values(), (input_text or "", "", "")):
-                path.write_text(text)
+            for path in paths.values():
+                path.write_text(input_text or "" if path.name == "stdin" else "")
             request = {"module": module, "args": args, "cwd": str(Path(cwd).resolve()), "env": environment,
-                       "timeout": timeout, **{name: str(path) for name, path in paths.items()}}
-            if input_text is None:
-                request["stdin"] = None
+                       "timeout": timeout, **{name: str(path) for name, path in paths.items()},
+                       "stdin": None if input_text is None else str(paths["stdin"])}
             self.process.stdin.write(json.dumps(request) + "\n")
             answer = json.loads(self.process.stdout.readline())
             output, errors = paths["stdout"].read_text(), paths["stderr"].read_text()

@@ -5,8 +5,9 @@ and the suite runs well over a hundred of them. This process imports all that on
 command. The child becomes what `python -m <module> <args>` in a fresh interpreter would be: the command's
 working directory, environment (conftest.py sends a command here only when its environment is the one this
 process imported under), argv, sys.path[0] = its working directory, its own standard streams (files the
-caller reads back) and freshly seeded `random`/numpy generators; it runs the module as __main__ and exits
-through the interpreter's normal shutdown (atexit handlers, thread joins, stream flushes).
+caller reads back) and a freshly seeded numpy generator (Python reseeds `random` at fork itself); it runs the
+module as __main__ and exits through the interpreter's normal shutdown (atexit handlers, thread joins, stream
+flushes).
 
 It refuses to serve (and conftest.py falls back to real subprocesses) when the imports printed anything,
 since a fresh run would print that too, or left a thread other than the main one and allocators' own
@@ -23,7 +24,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import random
 import runpy
 import signal
 import sys
@@ -72,8 +72,7 @@ def become(request: dict, protocol_fds: tuple[int, ...]) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     sys.path.insert(0, os.getcwd())  # what `python -m` puts first
-    random.seed()
-    if "numpy" in sys.modules:
+    if "numpy" in sys.modules:  # Python reseeds `random` in a forked child; numpy's global generator stays
         sys.modules["numpy"].random.seed()
     sys.argv = [request["module"], *request["args"]]
     runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
@@ -127,7 +126,8 @@ def main() -> None:
     os.dup2(stderr_fd, 2)
     threads = stray_threads()
     if output.strip() or threads:
-        reply({"refused": f"the imports printed {output[:300]!r}" if output.strip() else f"the imports left threads {threads}"})
+        why = f"the imports printed {output[:300]!r}" if output.strip() else f"the imports left threads {threads}"
+        reply({"refused": why})
         return
     gc.freeze()  # the imported objects stay out of the children's collections, which would copy their pages
     reply({"ready": True})
